@@ -1,0 +1,38 @@
+# Two entry points for a fresh machine: `make demo` (set up, build the demo catalogue, search)
+# and `make test` (set up, run the tests). Everything else is the `stylesense` command.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOME_DIR ?= stylesense-home
+SHARED ?= ../shared/data
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup fashion-mnist demo test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# Without the shared Kaggle photos the demo uses Fashion-MNIST from Debian's package.
+fashion-mnist:
+	@[ -f $(SHARED)/fashion-product-images/styles.csv ] || [ -d /usr/share/datasets/fashion-mnist ] || \
+	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist)
+
+demo: setup fashion-mnist
+	$(BIN)/stylesense --home $(HOME_DIR) demo
+
+test: setup
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/embedding.py
+	$(BIN)/python bench/search.py
+	$(BIN)/python bench/index_scale.py
+	$(BIN)/python bench/adapter.py
+
+clean:
+	rm -rf $(HOME_DIR) bench/results

@@ -1,0 +1,81 @@
+"""Metadata filters for search: ``COL=VALUE`` equality and a price budget.
+
+Filters are evaluated over the catalogue's metadata to give the set of allowed items, which the
+index then searches *inside* (never post-filtering), so k results come back whenever k match.
+Matching is case-insensitive and type-tolerant (``year=2011`` matches the integer 2011) because
+shoppers and front ends type filters by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class FilterError(ValueError):
+    """A filter the catalogue cannot answer (malformed, or an unknown column)."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    where: dict[str, tuple[str, ...]] = field(default_factory=dict)  # column -> accepted values
+    min_price: float | None = None
+    max_price: float | None = None
+    price_column: str = "price"
+
+    @property
+    def active(self) -> bool:
+        return bool(self.where) or self.min_price is not None or self.max_price is not None
+
+    @classmethod
+    def parse(
+        cls,
+        where: Iterable[str] = (),
+        min_price: float | None = None,
+        max_price: float | None = None,
+        price_column: str = "price",
+    ) -> "Filters":
+        """Parse ``COL=VALUE`` strings; repeating a column means any of its values (OR)."""
+        parsed: dict[str, list[str]] = {}
+        for expr in where:
+            col, sep, value = expr.partition("=")
+            if not sep or not col.strip():
+                raise FilterError(f"filter {expr!r} is not COLUMN=VALUE")
+            parsed.setdefault(col.strip(), []).append(value.strip())
+        if min_price is not None and max_price is not None and min_price > max_price:
+            raise FilterError(f"--min-price {min_price} is above --max-price {max_price}")
+        return cls({k: tuple(v) for k, v in parsed.items()}, min_price, max_price, price_column)
+
+    def check_columns(self, known: set[str]) -> None:
+        """Reject filters on columns no item has: an empty result would hide a typo."""
+        needed = set(self.where)
+        if self.min_price is not None or self.max_price is not None:
+            needed.add(self.price_column)
+        unknown = sorted(needed - known)
+        if unknown:
+            raise FilterError(
+                f"no item has column(s) {', '.join(unknown)}; known columns: {', '.join(sorted(known))}"
+            )
+
+    def matches(self, attrs: dict[str, Any]) -> bool:
+        for col, values in self.where.items():
+            if _norm(attrs.get(col)) not in {v.casefold() for v in values}:
+                return False
+        if self.min_price is not None or self.max_price is not None:
+            price = attrs.get(self.price_column)
+            if not isinstance(price, (int, float)) or isinstance(price, bool):
+                return False
+            if self.min_price is not None and price < self.min_price:
+                return False
+            if self.max_price is not None and price > self.max_price:
+                return False
+        return True
+
+
+def _norm(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).casefold()

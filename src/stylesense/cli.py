@@ -1,0 +1,258 @@
+"""Command line: parses input, calls the library, prints results. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from stylesense.catalog.csvtable import CsvError
+from stylesense.catalog.filters import FilterError, Filters
+from stylesense.engine import Hit, ImportReport, StyleSense
+from stylesense.home import HomeError
+from stylesense.vision.images import ImageError
+
+app = typer.Typer(help="stylesense: visual search and recommendations for fashion catalogues.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+catalog_app = typer.Typer(help="Import, list and remove catalogue items.", no_args_is_help=True)
+index_app = typer.Typer(help="Build the nearest-neighbour index.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Measure quality on the home's catalogue.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(index_app, name="index")
+app.add_typer(evaluate_app, name="evaluate")
+
+out = Console()
+err = Console(stderr=True)
+_state: dict[str, object] = {}
+
+HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="Workspace folder [env STYLESENSE_HOME; default ./stylesense-home].")]
+
+
+@app.callback()
+def main(
+    home: HomeOpt = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for the CNN and index.")] = None,
+) -> None:
+    _state["home"] = home
+    _state["threads"] = threads
+
+
+def _open() -> StyleSense:
+    return StyleSense(_state.get("home"), threads=_state.get("threads"))  # type: ignore[arg-type]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=err, transient=True)
+
+
+@app.command()
+def init(
+    adapter: Annotated[Optional[Path], typer.Option(help="Adapter file from `stylesense adapt`; every import then uses it.")] = None,
+    embedder: Annotated[str, typer.Option(help="lite0 (224 px) or lite2 (260 px).")] = "lite0",
+    index_kind: Annotated[str, typer.Option("--index", help="auto, flat, kdtree, ivf or hnsw.")] = "auto",
+    database_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL; default SQLite in the home.")] = None,
+    price_column: Annotated[str, typer.Option(help="Metadata column holding the price.")] = "price",
+) -> None:
+    """Create a home (or re-configure an empty one)."""
+    try:
+        ss = StyleSense.init(_state.get("home"), embedder=embedder, adapter=adapter, index_kind=index_kind,  # type: ignore[arg-type]
+                             database_url=database_url, price_column=price_column)
+    except (HomeError, ValueError, OSError) as e:
+        _fail(str(e))
+    out.print(f"home ready: {ss.home.root} (embedder {ss.embedder_name}, index {ss.config.index_kind})")
+
+
+@catalog_app.command("import")
+def catalog_import(
+    csv_path: Annotated[Path, typer.Argument(metavar="CSV", help="Product metadata table.")],
+    images: Annotated[str, typer.Option(help="Image path template over the row's columns, relative to the CSV, e.g. images/{id}.jpg")],
+    id_column: Annotated[str, typer.Option(help="Column holding the product id.")] = "id",
+    encoding: Annotated[str, typer.Option(help="Text encoding of the CSV.")] = "utf-8",
+) -> None:
+    """Add or update products (idempotent upsert by id; only changed photos are re-embedded)."""
+    try:
+        report = _import(_open(), csv_path, images, id_column, encoding)
+    except (CsvError, HomeError) as e:
+        _fail(str(e))
+    if report.bad:
+        for b in report.bad[:20]:
+            err.print(f"  row {b.row} (id {b.item_id or '-'}): {b.reason}", highlight=False)
+        if len(report.bad) > 20:
+            err.print(f"  ... and {len(report.bad) - 20} more")
+        err.print(f"failed rows written to {report.report_path}")
+        raise typer.Exit(1)
+
+
+def _import(ss: StyleSense, csv_path: Path, images: str, id_column: str, encoding: str = "utf-8") -> ImportReport:
+    with _progress() as bar:
+        task = bar.add_task("embedding photos", total=None)
+        report = ss.import_catalog(csv_path, images, id_column=id_column, encoding=encoding,
+                                   progress=lambda done, total: bar.update(task, completed=done, total=total))
+    out.print(f"{report.rows} rows: {report.added} added, {report.updated} updated, "
+              f"{report.unchanged} unchanged, {report.embedded} photos embedded, {len(report.bad)} failed")
+    return report
+
+
+@catalog_app.command("remove")
+def catalog_remove(ids: Annotated[list[str], typer.Argument(metavar="ID...")]) -> None:
+    """Remove products from the catalogue and the index."""
+    ss = _open()
+    removed = ss.remove_items(ids)
+    missing = sorted(set(ids) - set(removed))
+    out.print(f"removed {len(removed)} item(s)")
+    if missing:
+        _fail(f"not in the catalogue: {', '.join(missing)}", 1)
+
+
+@catalog_app.command("list")
+def catalog_list(limit: Annotated[int, typer.Option("-n", help="Rows to show.")] = 20) -> None:
+    """Show the first items and the catalogue size."""
+    items = _open().items()
+    table = Table(title=f"{len(items)} items")
+    table.add_column("id")
+    table.add_column("metadata")
+    for it in items[:limit]:
+        table.add_row(it.item_id, json.dumps(it.attrs, ensure_ascii=False)[:100])
+    out.print(table)
+
+
+@index_app.command("build")
+def index_build(
+    kind: Annotated[str, typer.Option(help="auto (by catalogue size), flat, kdtree, ivf or hnsw.")] = "auto",
+) -> None:
+    """Rebuild the index from the stored features (written atomically)."""
+    try:
+        index = _open().build_index(kind)
+    except (HomeError, ValueError) as e:
+        _fail(str(e))
+    out.print(f"built {index.kind} index of {len(index)} items")
+
+
+@app.command()
+def search(
+    image: Annotated[Optional[Path], typer.Argument(help="Query photo.")] = None,
+    item: Annotated[Optional[str], typer.Option(help="Query by catalogue item id instead of a photo.")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
+    where: Annotated[Optional[list[str]], typer.Option(help="COL=VALUE metadata filter; repeat for more.")] = None,
+    min_price: Annotated[Optional[float], typer.Option()] = None,
+    max_price: Annotated[Optional[float], typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Visually similar products for a photo or an item, with optional filters."""
+    if (image is None) == (item is None):
+        _fail("give a query IMAGE_PATH or --item ID (one of them)")
+    ss = _open()
+    try:
+        filters = Filters.parse(where or [], min_price, max_price, ss.config.price_column)
+        hits = ss.search(image, item=item, k=k, filters=filters)
+    except (FilterError, ImageError, HomeError, KeyError, ValueError) as e:
+        _fail(str(e).strip("'\""))
+    _print_hits(hits, as_json)
+
+
+def _print_hits(hits: list[Hit], as_json: bool) -> None:
+    if as_json:
+        out.print_json(data=[{"item_id": h.item_id, "score": round(h.score, 6), "attrs": h.attrs,
+                              "image": h.image_path} for h in hits])
+        return
+    table = Table()
+    for col in ("#", "item", "score", "metadata"):
+        table.add_column(col)
+    for rank, h in enumerate(hits, 1):
+        table.add_row(str(rank), h.item_id, f"{h.score:.3f}", json.dumps(h.attrs, ensure_ascii=False)[:90])
+    out.print(table)
+
+
+@app.command()
+def duplicates(
+    threshold: Annotated[float, typer.Option(help="Cosine similarity above which two photos count as duplicates.")] = 0.95,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Near-duplicate product photos in the catalogue."""
+    pairs = _open().duplicates(threshold)
+    if as_json:
+        out.print_json(data=[{"a": a, "b": b, "score": round(s, 6)} for a, b, s in pairs])
+        return
+    table = Table(title=f"{len(pairs)} near-duplicate pairs (cosine >= {threshold})")
+    for col in ("item", "duplicate of", "score"):
+        table.add_column(col)
+    for a, b, s in pairs:
+        table.add_row(a, b, f"{s:.4f}")
+    out.print(table)
+
+
+@app.command()
+def adapt(
+    label: Annotated[list[str], typer.Option(help="Label column to learn from; repeat for more.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Adapter file to write.")],
+    group: Annotated[Optional[str], typer.Option(help="Column marking items that are the same product.")] = None,
+) -> None:
+    """Train a small head on the catalogue's own labels (frozen CNN features)."""
+    ss = _open()
+    try:
+        with _progress() as bar:
+            task = bar.add_task("training adapter", total=None)
+            ss.train_adapter(label, group, out=out_path,
+                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except (HomeError, ValueError) as e:
+        _fail(str(e))
+    out.print(f"adapter written to {out_path}; use it with: stylesense --home NEW_HOME init --adapter {out_path}")
+
+
+@evaluate_app.command("retrieval")
+def evaluate_retrieval(
+    label: Annotated[str, typer.Option(help="Items with the same value count as relevant.")],
+    group: Annotated[Optional[str], typer.Option(help="Same-product column for group recall.")] = None,
+    k: Annotated[int, typer.Option("-k", min=1)] = 10,
+    adapt_split: Annotated[bool, typer.Option("--adapt", help="Train an adapter on half the items, measure on the other half.")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")] = None,
+) -> None:
+    """Leave-one-out retrieval precision, mAP and same-product recall."""
+    try:
+        result = _open().evaluate_retrieval(label, group, k=k, adapt=adapt_split)
+    except HomeError as e:
+        _fail(str(e))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+    table = Table(title=f"retrieval, leave-one-out, k={k}")
+    table.add_column("metric")
+    table.add_column("value")
+    for key, value in result.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+
+
+@app.command()
+def demo(
+    query: Annotated[Optional[str], typer.Option(help="Item id to search with (default: the first item).")] = None,
+    k: Annotated[int, typer.Option("-k")] = 5,
+) -> None:
+    """Build the demo catalogue (the shared Kaggle set, else Fashion-MNIST), import it and search."""
+    from stylesense.datasets import demo_catalog
+
+    ss = _open()
+    source = demo_catalog(ss.home.root / "demo-data")
+    out.print(f"demo catalogue: {source.csv}")
+    _import(ss, source.csv, source.image_template, source.id_column)
+    items = ss.items()
+    query_id = query or items[0].item_id
+    out.print(f"items similar to {query_id} {json.dumps(items[0].attrs if not query else {}, ensure_ascii=False)}")
+    _print_hits(ss.search(item=query_id, k=k), as_json=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,425 @@
+"""The library's front door: one object per home that imports, indexes, searches and evaluates.
+
+Every surface (CLI now, REST API and web UI later) is a thin layer over :class:`StyleSense`.
+Data flows one way: catalogue rows -> raw CNN features (stored) -> search vectors (adapter or
+plain L2 normalisation) -> index -> search.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import string
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stylesense.catalog.csvtable import BadRow, CsvError, column_types, read_table, typed
+from stylesense.catalog.filters import Filters
+from stylesense.catalog.store import CatalogStore, Item, Upsert
+from stylesense.home import Config, Home, HomeError
+from stylesense.index import VectorIndex, load_index, make_index
+from stylesense.vision.adapter import Adapter, normalize
+from stylesense.vision.embedder import Embedder, make_embedder
+from stylesense.vision.images import ImageError, content_hash, load_image
+
+ADAPTER_NAME = "adapter.npz"
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Hit:
+    item_id: str
+    score: float
+    attrs: dict[str, Any]
+    image_path: str | None
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    bad: list[BadRow] = field(default_factory=list)
+    report_path: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+
+class StyleSense:
+    """A home folder opened for work. Cheap to create; the CNN and index load on first use."""
+
+    def __init__(self, home: str | Path | None = None, *, threads: int | None = None) -> None:
+        self.home = Home.resolve(home)
+        self.config: Config = self.home.load_config()
+        self.home.root.mkdir(parents=True, exist_ok=True)
+        if not self.home.exists():
+            self.home.save_config(self.config)
+        self.store = CatalogStore(self.home.database_url(self.config))
+        self.threads = threads
+        self._embedder: Embedder | None = None
+        self._adapter: Adapter | None = None
+        self._index: VectorIndex | None = None
+
+    # -- set-up ----------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        home: str | Path | None = None,
+        *,
+        embedder: str = "lite0",
+        adapter: Path | None = None,
+        index_kind: str = "auto",
+        database_url: str | None = None,
+        price_column: str = "price",
+    ) -> "StyleSense":
+        """Create (or re-configure an empty) home. The embedder and adapter are fixed once items
+        exist, because vectors from two models are not comparable."""
+        h = Home.resolve(home)
+        if h.exists():
+            old = h.load_config()
+            if CatalogStore(h.database_url(old)).count() and (
+                old.embedder != embedder or bool(adapter) or old.database_url != database_url
+            ):
+                raise HomeError(
+                    f"{h.root} already holds a catalogue built with embedder {old.embedder!r}"
+                    f"{' and an adapter' if old.adapter else ''}; use a new --home to change that"
+                )
+        config = Config(embedder=embedder, index_kind=index_kind, database_url=database_url,
+                        price_column=price_column)
+        h.root.mkdir(parents=True, exist_ok=True)
+        if adapter is not None:
+            Adapter.load(adapter)  # fail now, not on the first import
+            shutil.copyfile(adapter, h.root / ADAPTER_NAME)
+            config.adapter = ADAPTER_NAME
+        h.save_config(config)
+        return cls(h.root)
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = make_embedder(
+                self.config.embedder, cache_dir=self.home.models_dir, threads=self.threads
+            )
+        return self._embedder
+
+    @property
+    def adapter(self) -> Adapter | None:
+        if self._adapter is None and self.config.adapter:
+            self._adapter = Adapter.load(self.home.root / self.config.adapter)
+        return self._adapter
+
+    @property
+    def embedder_name(self) -> str:
+        return self.config.embedder + ("+adapter" if self.config.adapter else "")
+
+    def to_vectors(self, raw: np.ndarray) -> np.ndarray:
+        """Raw CNN features -> the vectors the index holds."""
+        return self.adapter.transform(raw) if self.adapter is not None else normalize(raw)
+
+    # -- catalogue -------------------------------------------------------------------
+    def import_catalog(
+        self,
+        csv_path: str | Path,
+        images: str,
+        *,
+        id_column: str = "id",
+        encoding: str = "utf-8",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ImportReport:
+        """Upsert the CSV's rows by id; embed only new or changed photos; update the index.
+
+        Raises CsvError for whole-file problems (nothing is imported); row problems go into the
+        report, and every valid row is imported."""
+        csv_path = Path(csv_path)
+        table = read_table(csv_path, id_column, encoding)
+        _check_template(images, table.columns)
+        types = column_types(table)
+        report = ImportReport(rows=len(table.rows) + len(table.bad), bad=list(table.bad))
+        known = self.store.hashes()
+
+        pending: list[tuple[int, str, dict[str, Any], Path, str]] = []  # rows needing a CNN pass
+        changes: list[Upsert] = []
+        for line, values in table.rows:
+            item_id = values[id_column]
+            attrs = typed(values, types, skip={id_column})
+            try:
+                path = (csv_path.parent / images.format(**values)).resolve()
+                digest = content_hash(path)
+            except (ValueError, IndexError) as e:
+                report.bad.append(BadRow(line, item_id, f"image path: {e}"))
+                continue
+            except ImageError as e:
+                report.bad.append(BadRow(line, item_id, str(e)))
+                continue
+            old = known.get(item_id)
+            if old is None or old[0] != digest:
+                pending.append((line, item_id, attrs, path, digest))
+            elif old[1] != attrs or old[2] != str(path):
+                changes.append(Upsert(item_id, attrs, str(path), digest, None))
+            else:
+                report.unchanged += 1
+
+        if pending:
+            done = 0
+
+            def tick(n: int) -> None:
+                nonlocal done
+                done += n
+                if progress:
+                    progress(done, len(pending))
+
+            feats, failed = self.embedder.embed_files([p[3] for p in pending], progress=tick)
+            for i, (line, item_id, attrs, path, digest) in enumerate(pending):
+                if i in failed:
+                    report.bad.append(BadRow(line, item_id, failed[i]))
+                else:
+                    changes.append(Upsert(item_id, attrs, str(path), digest, feats[i]))
+                    report.embedded += 1
+
+        report.added, report.updated = self.store.upsert(changes)
+        self.sync_index()
+        report.bad.sort(key=lambda b: b.row)
+        if report.bad:
+            report.report_path = self._write_bad_rows(csv_path, report.bad)
+        return report
+
+    def remove_items(self, item_ids: Sequence[str]) -> list[str]:
+        """Remove items from the catalogue and the index; returns the ids that existed."""
+        removed = self.store.mark_removed(item_ids)
+        self.sync_index()
+        return removed
+
+    def items(self, item_ids: Sequence[str] | None = None) -> list[Item]:
+        return self.store.items(item_ids)
+
+    def _write_bad_rows(self, csv_path: Path, bad: list[BadRow]) -> Path:
+        self.home.reports_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        out = self.home.reports_dir / f"import-{csv_path.stem}-{stamp}.csv"
+        with out.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["row", "id", "reason"])
+            w.writerows((b.row, b.item_id, b.reason) for b in bad)
+        return out
+
+    # -- index -----------------------------------------------------------------------
+    def index(self) -> VectorIndex:
+        if self._index is None:
+            if not self.home.index_path.exists():
+                raise HomeError("no index yet: import a catalogue first (stylesense catalog import)")
+            self._index = load_index(self.home.index_path)
+        return self._index
+
+    def build_index(self, kind: str | None = None) -> VectorIndex:
+        """Full rebuild from the stored features (e.g. to change the index kind)."""
+        kind = kind or self.config.index_kind
+        pks, raw = self.store.features()
+        if not len(pks):
+            raise HomeError("the catalogue is empty: nothing to index")
+        vectors = self.to_vectors(raw)
+        index = make_index(kind, vectors.shape[1], len(pks))
+        index.build(pks, vectors)
+        self.home.index_path.parent.mkdir(parents=True, exist_ok=True)
+        index.save(self.home.index_path)
+        self.store.reset_indexed()
+        self.store.mark_indexed(pks)
+        self.store.purge(self.store.removed_pks())
+        if kind != self.config.index_kind:
+            self.config.index_kind = kind
+            self.home.save_config(self.config)
+        self._index = index
+        return index
+
+    def sync_index(self) -> None:
+        """Bring the index up to date with the catalogue without a full rebuild: add what the
+        index lacks (new or re-embedded items, or left over from a crash), drop removed items."""
+        if not self.home.index_path.exists():
+            if len(self.store.features()[0]):
+                self.build_index()
+            return
+        removed = self.store.removed_pks()
+        pks, raw = self.store.features(only_unindexed=True)
+        if not len(removed) and not len(pks):
+            return
+        index = self.index()
+        if len(removed):
+            index.remove(removed)
+        if len(pks):
+            index.add(pks, self.to_vectors(raw))
+        index.save(self.home.index_path)
+        self.store.mark_indexed(pks)
+        self.store.purge(removed)
+
+    # -- search ----------------------------------------------------------------------
+    def search(
+        self,
+        image: str | Path | bytes | None = None,
+        *,
+        item: str | None = None,
+        k: int = 10,
+        filters: Filters | None = None,
+    ) -> list[Hit]:
+        """Products most similar to a photo or to a catalogue item (never the item itself).
+
+        Filters are applied inside the index search, so k hits come back whenever k items match."""
+        if (image is None) == (item is None):
+            raise ValueError("give exactly one of an image or an item id")
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        index = self.index()
+        exclude: int | None = None
+        if item is not None:
+            found = self.store.items([item])
+            if not found or found[0].pk not in index:
+                raise KeyError(f"no item {item!r} in the catalogue index")
+            exclude = found[0].pk
+            query = index.vectors(np.array([exclude], dtype=np.int64))
+        else:
+            query = self.to_vectors(self.embedder.embed_batch([load_image(image)]))
+
+        allowed = self._allowed(filters, exclude)
+        kk = k if allowed is not None or exclude is None else k + 1
+        scores, ids = index.search(query.astype(np.float32), kk, allowed=allowed)
+        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and i != exclude][:k]
+        by_pk = self.store.items_by_pk(p for p, _ in pairs)
+        return [
+            Hit(by_pk[p].item_id, s, by_pk[p].attrs, by_pk[p].image_path) for p, s in pairs if p in by_pk
+        ]
+
+    def _allowed(self, filters: Filters | None, exclude: int | None) -> np.ndarray | None:
+        if filters is None or not filters.active:
+            return None
+        items = self.store.items()
+        filters.check_columns({c for it in items for c in it.attrs})
+        return np.array(
+            [it.pk for it in items if it.pk != exclude and filters.matches(it.attrs)], dtype=np.int64
+        )
+
+    def duplicates(self, threshold: float = 0.95, k: int = 10) -> list[tuple[str, str, float]]:
+        """Pairs of catalogue photos whose off-the-shelf features are nearly identical.
+
+        Uses the raw CNN features even when the home has an adapter: an adapter is trained to
+        pull colour variants of one product together, which is not what duplicate photos means."""
+        pks, raw = self.store.features()
+        if len(pks) < 2:
+            return []
+        vectors = normalize(raw)
+        index = make_index("auto", vectors.shape[1], len(pks))
+        index.build(pks, vectors)
+        scores, ids = index.search(vectors, min(k + 1, len(pks)))
+        pairs: dict[tuple[int, int], float] = {}
+        for a, row_ids, row_scores in zip(pks, ids, scores):
+            for b, s in zip(row_ids, row_scores):
+                if b >= 0 and b != a and s >= threshold:
+                    key = (int(min(a, b)), int(max(a, b)))
+                    pairs[key] = max(pairs.get(key, -1.0), float(s))
+        by_pk = self.store.items_by_pk({p for key in pairs for p in key})
+        out = [(by_pk[a].item_id, by_pk[b].item_id, s) for (a, b), s in pairs.items()]
+        return sorted(out, key=lambda t: (-t[2], t[0], t[1]))
+
+    # -- adaptation and evaluation ---------------------------------------------------
+    def _columns(self, pks: np.ndarray, *columns: str | None) -> list[np.ndarray | None]:
+        by_pk = self.store.items_by_pk(pks)
+        known = {c for it in by_pk.values() for c in it.attrs}
+        out: list[np.ndarray | None] = []
+        for col in columns:
+            if col is None:
+                out.append(None)
+                continue
+            if col not in known:
+                raise HomeError(f"no item has column {col!r}; known columns: {', '.join(sorted(known))}")
+            out.append(np.array([_label(by_pk[int(p)].attrs.get(col)) for p in pks], dtype=object))
+        return out
+
+    def train_adapter(
+        self,
+        labels: Sequence[str],
+        group: str | None = None,
+        *,
+        out: Path,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Adapter:
+        """Train a head on the whole catalogue's labels and save it to ``out``."""
+        pks, raw = self.store.features()
+        if not len(pks):
+            raise HomeError("the catalogue is empty: import items first")
+        *label_arrays, groups = self._columns(pks, *labels, group)
+        adapter = Adapter.train(raw, label_arrays, groups, threads=self.threads, progress=progress)
+        adapter.save(out)
+        return adapter
+
+    def evaluate_retrieval(
+        self, label: str, group: str | None = None, *, k: int = 10, adapt: bool = False
+    ) -> dict[str, Any]:
+        """Leave-one-out retrieval quality (see evaluation.retrieval). With ``adapt``, an honest
+        split: an adapter trained on one half of the items, measured on the other half alone."""
+        from stylesense.evaluation.retrieval import adapt_split, retrieval_metrics
+
+        pks, raw = self.store.features()
+        if not len(pks):
+            raise HomeError("the catalogue is empty: import items first")
+        labels, groups = self._columns(pks, label, group)
+        started = time.perf_counter()
+        if adapt:
+            train, test = adapt_split(pks, groups, seed=0)
+            adapter = Adapter.train(
+                raw[train], [labels[train]], None if groups is None else groups[train],
+                threads=self.threads,
+            )
+            vectors = adapter.transform(raw[test])
+            pks, labels = pks[test], labels[test]
+            groups = None if groups is None else groups[test]
+            index = make_index(self.index().kind, vectors.shape[1], len(pks))
+            index.build(pks, vectors)
+            embedder = f"{self.config.embedder}+adapter(split)"
+        else:
+            index = self.index()
+            vectors = index.vectors(pks)
+            embedder = self.embedder_name
+        metrics = retrieval_metrics(
+            lambda q, kk: index.search(q, kk), pks, vectors, labels, groups, k=k
+        )
+        return {
+            "items": metrics["items"],
+            "k": k,
+            "label": label,
+            "precision_at_k": metrics["precision_at_k"],
+            "map_at_k": metrics["map_at_k"],
+            "group": group,
+            "group_recall_at_k": metrics["group_recall_at_k"] if group else None,
+            "embedder": embedder,
+            "index": index.kind,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+
+
+def _label(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def _check_template(template: str, columns: list[str]) -> None:
+    """Catch a template naming a missing column before any row is read."""
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    except ValueError as e:
+        raise CsvError(f"--images template {template!r} is not a valid format string: {e}") from None
+    missing = sorted({n.split(".")[0].split("[")[0] for n in names} - set(columns))
+    if missing:
+        raise CsvError(
+            f"--images template {template!r} names column(s) {', '.join(missing)} that the CSV lacks; "
+            f"columns: {', '.join(columns)}"
+        )

@@ -1,0 +1,30 @@
+"""Metadata filters: parsing, case- and type-tolerant matching, price budget, unknown columns."""
+
+import pytest
+
+from stylesense.catalog.filters import FilterError, Filters
+
+
+def test_parse_and_match():
+    f = Filters.parse(["gender=men", "articleType=Tshirts", "articleType=Shirts"], max_price=20)
+    assert f.where == {"gender": ("men",), "articleType": ("Tshirts", "Shirts")}
+    assert f.matches({"gender": "Men", "articleType": "Shirts", "price": 19.99})
+    assert not f.matches({"gender": "Men", "articleType": "Shirts", "price": 20.5})
+    assert not f.matches({"gender": "Women", "articleType": "Shirts", "price": 5})
+    assert not f.matches({"gender": "Men", "articleType": "Shirts"})  # no price: outside a budget
+
+
+def test_numbers_match_their_text():
+    f = Filters.parse(["year=2011"])
+    assert f.matches({"year": 2011}) and f.matches({"year": 2011.0}) and not f.matches({"year": 2012})
+
+
+def test_errors():
+    with pytest.raises(FilterError, match="COLUMN=VALUE"):
+        Filters.parse(["gender"])
+    with pytest.raises(FilterError, match="above"):
+        Filters.parse([], min_price=10, max_price=5)
+    with pytest.raises(FilterError, match="colour"):
+        Filters.parse(["colour=red"]).check_columns({"gender", "price"})
+    with pytest.raises(FilterError, match="price"):
+        Filters.parse([], min_price=1).check_columns({"gender"})
