@@ -29,7 +29,7 @@ app.add_typer(index_app, name="index")
 app.add_typer(evaluate_app, name="evaluate")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 _state: dict[str, object] = {}
 
 HomeOpt = Annotated[Optional[Path], typer.Option("--home", help="Workspace folder [env STYLESENSE_HOME; default ./stylesense-home].")]

@@ -26,7 +26,7 @@ from stylesense.home import Config, Home, HomeError
 from stylesense.index import VectorIndex, load_index, make_index
 from stylesense.vision.adapter import Adapter, normalize
 from stylesense.vision.embedder import Embedder, make_embedder
-from stylesense.vision.images import ImageError, content_hash, load_image
+from stylesense.vision.images import content_hash, load_image
 
 ADAPTER_NAME = "adapter.npz"
 Progress = Callable[[int], None]
@@ -158,8 +158,11 @@ class StyleSense:
             except (ValueError, IndexError) as e:
                 report.bad.append(BadRow(line, item_id, f"image path: {e}"))
                 continue
-            except ImageError as e:
-                report.bad.append(BadRow(line, item_id, str(e)))
+            except FileNotFoundError:
+                report.bad.append(BadRow(line, item_id, f"file not found: {path}"))
+                continue
+            except OSError as e:
+                report.bad.append(BadRow(line, item_id, f"cannot read {path}: {e.strerror or e}"))
                 continue
             old = known.get(item_id)
             if old is None or old[0] != digest:
@@ -214,10 +217,13 @@ class StyleSense:
 
     # -- index -----------------------------------------------------------------------
     def index(self) -> VectorIndex:
+        """The home's index, brought up to date first if an earlier run was interrupted."""
         if self._index is None:
             if not self.home.index_path.exists():
                 raise HomeError("no index yet: import a catalogue first (stylesense catalog import)")
             self._index = load_index(self.home.index_path)
+            if self.store.index_behind():
+                self.sync_index()
         return self._index
 
     def build_index(self, kind: str | None = None) -> VectorIndex:

@@ -153,6 +153,21 @@ class CatalogStore:
             return pks, np.zeros((0, 0), dtype=np.float32)
         return pks, np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
 
+    def index_behind(self) -> bool:
+        """Whether some change has not reached the index (e.g. a crash between the two writes)."""
+        with Session(self.engine) as s:
+            q = select(ItemRow.pk).where(
+                ItemRow.removed.is_(True)
+                | (
+                    ItemRow.features.is_not(None)
+                    & (
+                        ItemRow.indexed_version.is_(None)
+                        | (ItemRow.indexed_version != ItemRow.features_version)
+                    )
+                )
+            )
+            return s.execute(q.limit(1)).first() is not None
+
     def removed_pks(self) -> np.ndarray:
         with Session(self.engine) as s:
             rows = s.scalars(select(ItemRow.pk).where(ItemRow.removed.is_(True))).all()

@@ -1,0 +1,63 @@
+"""The command line end to end: init, import (exit codes), search --json, duplicates, evaluate."""
+
+import json
+import shutil
+
+from typer.testing import CliRunner
+
+from stylesense.cli import app
+
+from conftest import write_catalog
+
+runner = CliRunner()
+
+
+def run(home, *args):
+    return runner.invoke(app, ["--home", str(home), "--threads", "2", *args])
+
+
+def test_cli_end_to_end(home, tmp_path):
+    shop = tmp_path / "shop"
+    csv_path = write_catalog(shop, n_per_class=5)
+    shutil.copy(shop / "images" / "3.jpg", shop / "images" / "dup.jpg")
+    with csv_path.open("a") as f:
+        f.write("dup,Tshirts,Men,12.00,copy of 3\n")
+        f.write("broken,Bags,Men,1.00,no photo\n")
+
+    r = run(home, "catalog", "import", str(csv_path), "--images", "images/{id}.jpg")
+    assert r.exit_code == 1, r.output
+    assert "21 added" in r.output and "1 failed" in r.output and "broken" in r.output
+
+    r = run(home, "search", "--item", "6", "-k", "3", "--where", "articleType=Shoes", "--json")
+    assert r.exit_code == 0, r.output
+    hits = json.loads(r.output)
+    assert len(hits) == 3 and all(h["attrs"]["articleType"] == "Shoes" and h["item_id"] != "6" for h in hits)
+
+    r = run(home, "search", str(shop / "images" / "12.jpg"), "-k", "1", "--json")
+    assert json.loads(r.output)[0]["item_id"] == "12"  # the photo itself is its own best match
+
+    r = run(home, "duplicates", "--threshold", "0.99", "--json")
+    assert r.exit_code == 0, r.output
+    pairs = json.loads(r.output)
+    assert {"a": "3", "b": "dup"} == {k: pairs[0][k] for k in ("a", "b")} and pairs[0]["score"] > 0.999
+
+    out = tmp_path / "eval.json"
+    r = run(home, "evaluate", "retrieval", "--label", "articleType", "-k", "3", "--json", str(out))
+    assert r.exit_code == 0, r.output
+    result = json.loads(out.read_text())
+    assert {"items", "k", "label", "precision_at_k", "map_at_k", "group", "group_recall_at_k",
+            "embedder", "index"} <= set(result)
+    assert result["items"] == 21 and result["k"] == 3 and result["group_recall_at_k"] is None
+    assert result["precision_at_k"] > 0.8
+
+    r = run(home, "catalog", "remove", "dup", "ghost")
+    assert r.exit_code == 1 and "removed 1" in r.output
+
+    r = run(home, "search", "--item", "1", "--where", "colour")
+    assert r.exit_code == 2 and "COLUMN=VALUE" in r.output
+
+
+def test_import_errors_exit_2_with_a_message(home, tmp_path):
+    (tmp_path / "x.csv").write_text("sku;name\n1;a\n")
+    r = run(home, "catalog", "import", str(tmp_path / "x.csv"), "--images", "{sku}.jpg")
+    assert r.exit_code == 2 and "no id column 'id'" in r.output and "sku" in r.output
