@@ -61,3 +61,32 @@ def test_import_errors_exit_2_with_a_message(home, tmp_path):
     (tmp_path / "x.csv").write_text("sku;name\n1;a\n")
     r = run(home, "catalog", "import", str(tmp_path / "x.csv"), "--images", "{sku}.jpg")
     assert r.exit_code == 2 and "no id column 'id'" in r.output and "sku" in r.output
+
+
+def test_adapt_then_init_a_home_with_the_adapter(home, tmp_path, model_cache):
+    shop = tmp_path / "shop"
+    csv_path = write_catalog(shop, n_per_class=6)
+    assert run(home, "catalog", "import", str(csv_path), "--images", "images/{id}.jpg").exit_code == 0
+    adapter = tmp_path / "adapter.npz"
+    r = run(home, "adapt", "--label", "articleType", "--label", "gender", "--out", str(adapter))
+    assert r.exit_code == 0, r.output
+    assert adapter.exists()
+
+    adapted = tmp_path / "adapted"
+    adapted.mkdir()
+    (adapted / "models").symlink_to(model_cache, target_is_directory=True)
+    assert run(adapted, "init", "--adapter", str(adapter)).exit_code == 0
+    assert run(adapted, "catalog", "import", str(csv_path), "--images", "images/{id}.jpg").exit_code == 0
+    out = tmp_path / "eval.json"
+    r = run(adapted, "evaluate", "retrieval", "--label", "articleType", "-k", "5", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert result["embedder"] == "lite0+adapter" and result["precision_at_k"] > 0.9
+
+    # a filled home cannot silently switch models
+    r = run(home, "init", "--adapter", str(adapter))
+    assert r.exit_code == 2 and "already holds a catalogue" in r.output
+
+    r = run(home, "evaluate", "retrieval", "--label", "articleType", "-k", "3", "--adapt", "--json", str(out))
+    assert r.exit_code == 0, r.output
+    result = json.loads(out.read_text())
+    assert result["items"] < 24 and result["embedder"].endswith("adapter(split)")

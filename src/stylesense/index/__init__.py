@@ -1,0 +1,49 @@
+"""Vector indexes behind one interface: exact (flat), KD-tree (the seed paper's), IVF, HNSW.
+
+``make_index(kind, dim, n_expected)`` builds one; ``kind="auto"`` picks by catalogue size
+(see ``AUTO_FLAT_MAX_FLOATS``). ``load_index(path)`` reads back any kind from its one file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import VectorIndex, read_npz
+from .flat import FlatIndex
+from .hnsw import HNSWIndex
+from .ivf import IVFIndex
+from .kdtree import KDTreeIndex
+
+KINDS: dict[str, type[VectorIndex]] = {
+    cls.kind: cls for cls in (FlatIndex, KDTreeIndex, IVFIndex, HNSWIndex)
+}
+AUTO_FLAT_MAX_FLOATS = 32_000_000
+"""``auto`` scans exactly while n_expected * dim stays within this (25k items at dim 1280,
+125k at dim 256). A flat single query costs time linear in n * dim: bench/search.py measured
+21.6 ms for 100k x 1280, so this budget is ~5 ms, below the time to embed the query image;
+exact search needs no training or tuning and has recall 1. Past it, HNSW: ~0.2 ms per query at
+recall@10 >= 0.95, growing ~log n, and unlike IVF it needs no training that goes stale as the
+catalogue grows (IVF's nlist and nprobe are fixed at build time)."""
+
+
+def make_index(kind: str, dim: int, n_expected: int = 0, **params) -> VectorIndex:
+    """A new, empty index of ``kind`` ("flat", "kdtree", "ivf", "hnsw" or "auto").
+
+    ``params`` go to the kind's constructor (e.g. ``ef_search=`` for hnsw, ``codec=`` for ivf).
+    """
+    if kind == "auto":
+        kind = "flat" if n_expected * dim <= AUTO_FLAT_MAX_FLOATS else "hnsw"
+    if kind not in KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; expected one of {sorted(KINDS)} or 'auto'")
+    return KINDS[kind](dim, **params)
+
+
+def load_index(path: Path) -> VectorIndex:
+    """Read an index saved by ``VectorIndex.save``; the file says which kind it is."""
+    header, arrays = read_npz(path)
+    if header.get("kind") not in KINDS:
+        raise ValueError(f"{path}: unknown index kind {header.get('kind')!r}")
+    return KINDS[header["kind"]]._restore(header, arrays)
+
+
+__all__ = ["KINDS", "VectorIndex", "load_index", "make_index"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import warnings
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -277,10 +278,19 @@ def _export_onnx(variant: str, image_size: int, path: Path) -> None:
     net = _torch_net(variant)
     example = torch.randint(0, 256, (2, image_size, image_size, 3), dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.onnx.export(
-        net, (example,), input_names=["images"], output_names=["features"],
-        dynamic_shapes=({0: batch},), dynamo=True, verbose=False, report=False,
-    )
+    # The exporter logs about torchvision ops this model never uses; users need not see that.
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            program = torch.onnx.export(
+                net, (example,), input_names=["images"], output_names=["features"],
+                dynamic_shapes=({0: batch},), dynamo=True, verbose=False, report=False,
+            )
+    finally:
+        exporter_log.setLevel(level)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
