@@ -178,7 +178,7 @@ def _print_hits(hits: list[Hit], as_json: bool) -> None:
 
 @app.command()
 def duplicates(
-    threshold: Annotated[float, typer.Option(help="Cosine similarity above which two photos count as duplicates.")] = 0.95,
+    threshold: Annotated[float, typer.Option(help="Cosine similarity of off-the-shelf features at or above which two photos count as near-duplicates (0.97: re-shoots and re-encodes; below ~0.96 it finds same-model shots of different products).")] = 0.97,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Near-duplicate product photos in the catalogue."""

@@ -311,7 +311,7 @@ class StyleSense:
             [it.pk for it in items if it.pk != exclude and filters.matches(it.attrs)], dtype=np.int64
         )
 
-    def duplicates(self, threshold: float = 0.95, k: int = 10) -> list[tuple[str, str, float]]:
+    def duplicates(self, threshold: float = 0.97, k: int = 10) -> list[tuple[str, str, float]]:
         """Pairs of catalogue photos whose off-the-shelf features are nearly identical.
 
         Uses the raw CNN features even when the home has an adapter: an adapter is trained to
