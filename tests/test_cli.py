@@ -68,7 +68,7 @@ def test_adapt_then_init_a_home_with_the_adapter(home, tmp_path, model_cache):
     csv_path = write_catalog(shop, n_per_class=6)
     assert run(home, "catalog", "import", str(csv_path), "--images", "images/{id}.jpg").exit_code == 0
     adapter = tmp_path / "adapter.npz"
-    r = run(home, "adapt", "--label", "articleType", "--label", "gender", "--out", str(adapter))
+    r = run(home, "adapt", "--label", "articleType", "--out", str(adapter))
     assert r.exit_code == 0, r.output
     assert adapter.exists()
 
@@ -78,9 +78,12 @@ def test_adapt_then_init_a_home_with_the_adapter(home, tmp_path, model_cache):
     assert run(adapted, "init", "--adapter", str(adapter)).exit_code == 0
     assert run(adapted, "catalog", "import", str(csv_path), "--images", "images/{id}.jpg").exit_code == 0
     out = tmp_path / "eval.json"
-    r = run(adapted, "evaluate", "retrieval", "--label", "articleType", "-k", "5", "--json", str(out))
+    run(home, "evaluate", "retrieval", "--label", "articleType", "-k", "5", "--json", str(out))
+    plain = json.loads(out.read_text())
+    run(adapted, "evaluate", "retrieval", "--label", "articleType", "-k", "5", "--json", str(out))
     result = json.loads(out.read_text())
-    assert result["embedder"] == "lite0+adapter" and result["precision_at_k"] > 0.9
+    assert plain["embedder"] == "lite0" and result["embedder"] == "lite0+adapter"
+    assert result["precision_at_k"] >= plain["precision_at_k"]  # trained on these very labels
 
     # a filled home cannot silently switch models
     r = run(home, "init", "--adapter", str(adapter))

@@ -360,7 +360,10 @@ class StyleSense:
         if not len(pks):
             raise HomeError("the catalogue is empty: import items first")
         *label_arrays, groups = self._columns(pks, *labels, group)
-        adapter = Adapter.train(raw, label_arrays, groups, threads=self.threads, progress=progress)
+        adapter = Adapter.train(
+            raw, label_arrays, groups, label_names=list(labels), threads=self.threads,
+            progress=(lambda epoch, epochs, _loss: progress(epoch, epochs)) if progress else None,
+        )
         adapter.save(out)
         return adapter
 
@@ -380,7 +383,7 @@ class StyleSense:
             train, test = adapt_split(pks, groups, seed=0)
             adapter = Adapter.train(
                 raw[train], [labels[train]], None if groups is None else groups[train],
-                threads=self.threads,
+                label_names=[label], threads=self.threads,
             )
             vectors = adapter.transform(raw[test])
             pks, labels = pks[test], labels[test]
