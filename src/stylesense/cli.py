@@ -248,9 +248,11 @@ def demo(
     source = demo_catalog(ss.home.root / "demo-data")
     out.print(f"demo catalogue: {source.csv}")
     _import(ss, source.csv, source.image_template, source.id_column)
-    items = ss.items()
-    query_id = query or items[0].item_id
-    out.print(f"items similar to {query_id} {json.dumps(items[0].attrs if not query else {}, ensure_ascii=False)}")
+    items = {it.item_id: it for it in ss.items()}
+    query_id = query or next(iter(items))
+    if query_id not in items:
+        _fail(f"no item {query_id!r} in the demo catalogue")
+    out.print(f"items similar to {query_id} {json.dumps(items[query_id].attrs, ensure_ascii=False)}")
     _print_hits(ss.search(item=query_id, k=k), as_json=False)
 
 
