@@ -74,8 +74,8 @@ class VectorIndex(ABC):
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of these ids, (len(ids), dim) float32; KeyError for unknown ids."""
 
-    @abstractmethod
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        return len(self._id_map())
 
     def __contains__(self, id_: object) -> bool:
         try:
@@ -284,9 +284,6 @@ class SlotIndex(VectorIndex):
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         _, slots = self._check_known(ids)
         return self._storage.reconstruct_batch(slots)
-
-    def __len__(self) -> int:
-        return len(self._ids)
 
     def _id_map(self) -> IdMap:
         return self._ids

@@ -173,9 +173,6 @@ class IVFIndex(VectorIndex):
         ids, _ = self._check_known(ids)
         return self._index.reconstruct_batch(ids)
 
-    def __len__(self) -> int:
-        return len(self._ids)
-
     def _id_map(self) -> IdMap:
         return self._ids
 

@@ -197,9 +197,6 @@ class KDTreeIndex(VectorIndex):
         _, slots = self._check_known(ids)
         return self._vecs[slots].copy()
 
-    def __len__(self) -> int:
-        return len(self._ids)
-
     def _id_map(self) -> IdMap:
         return self._ids
 
