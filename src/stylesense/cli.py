@@ -172,7 +172,7 @@ def _print_hits(hits: list[Hit], as_json: bool) -> None:
     for col in ("#", "item", "score", "metadata"):
         table.add_column(col)
     for rank, h in enumerate(hits, 1):
-        table.add_row(str(rank), h.item_id, f"{h.score:.3f}", json.dumps(h.attrs, ensure_ascii=False)[:90])
+        table.add_row(str(rank), h.item_id, f"{h.score:.3f}", ", ".join(f"{k}={v}" for k, v in h.attrs.items()))
     out.print(table)
 
 
