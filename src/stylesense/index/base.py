@@ -17,14 +17,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from stylesense.atomic import atomic_write
 
 FORMAT_VERSION = 1
 TUNE_K = 10
@@ -492,51 +492,8 @@ def split_for_tuning(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def atomic_save_npz(path: Path, header: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Write header + arrays as one .npz, atomically.
-
-    Temp file in the same directory (so ``os.replace`` is a same-filesystem rename), flush +
-    fsync before the rename (so the renamed file has its data), fsync of the directory after
-    (so the rename itself survives a power cut). Temp names carry the writer's pid; leftovers
-    of writers that died (SIGKILL, OOM) are removed here, since nobody else will.
-    """
-    path = Path(path)
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, header=np.array(json.dumps(header)), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _remove_stale_temps(path: Path) -> None:
-    """Delete ``.<name>.<pid>.*.tmp`` siblings whose writer process no longer exists."""
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid_part = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
-        if not pid_part.isdigit() or _pid_alive(int(pid_part)):
-            continue
-        tmp.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Write header + arrays as one .npz, atomically (see ``stylesense.atomic``)."""
+    atomic_write(path, lambda f: np.savez(f, header=np.array(json.dumps(header)), **arrays))
 
 
 def read_npz(path: Path) -> tuple[dict, dict[str, np.ndarray]]:

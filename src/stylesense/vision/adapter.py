@@ -20,16 +20,15 @@ Training runs on CPU with torch; inference is plain numpy, so a home needs no to
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from stylesense.atomic import atomic_write
 
 FORMAT = "stylesense-adapter"
 VERSION = 1
@@ -271,18 +270,7 @@ class Adapter:
         """Write an .npz of plain arrays (no pickle) with the JSON header inside; atomically."""
         path = Path(path)
         header = np.frombuffer(json.dumps(self.info, sort_keys=True).encode("utf-8"), dtype=np.uint8)
-        buf = io.BytesIO()
-        np.savez(buf, header=header, **self.weights)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(buf.getvalue())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda f: np.savez(f, header=header, **self.weights))
 
     @classmethod
     def load(cls, path: str | Path) -> Adapter:

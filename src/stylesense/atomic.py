@@ -1,0 +1,61 @@
+"""Crash-safe file writes: a reader sees the old file or the new one, never half of either.
+
+Index files, adapters and the ONNX cache all go through :func:`atomic_write`, so that a process
+killed mid-write (SIGKILL, OOM, power cut) leaves the previous version loadable.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(file)`` on a temp file beside ``path``, then rename it over ``path``.
+
+    Temp file in the same directory (so ``os.replace`` is a same-filesystem rename), flush +
+    fsync before the rename (so the renamed file has its data), fsync of the directory after
+    (so the rename itself survives a power cut). Temp names carry the writer's pid; leftovers
+    of writers that died (SIGKILL, OOM) are removed here, since nobody else will.
+    """
+    path = Path(path)
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete ``.<name>.<pid>.*.tmp`` siblings whose writer process no longer exists."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid_part = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+        if not pid_part.isdigit() or _pid_alive(int(pid_part)):
+            continue
+        tmp.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
