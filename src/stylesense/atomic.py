@@ -1,6 +1,6 @@
 """Crash-safe file writes: a reader sees the old file or the new one, never half of either.
 
-Index files, adapters and the ONNX cache all go through :func:`atomic_write`, so that a process
+Index files, adapters and the home's config go through :func:`atomic_write`, so that a process
 killed mid-write (SIGKILL, OOM, power cut) leaves the previous version loadable.
 """
 

@@ -12,6 +12,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from stylesense.atomic import atomic_write
+
 DEFAULT_HOME = "stylesense-home"
 CONFIG_NAME = "config.json"
 
@@ -68,10 +70,8 @@ class Home:
         return Config(**data)
 
     def save_config(self, config: Config) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(config), indent=2) + "\n")
-        os.replace(tmp, self.config_path)
+        text = json.dumps(asdict(config), indent=2) + "\n"
+        atomic_write(self.config_path, lambda f: f.write(text.encode()))
 
     def database_url(self, config: Config) -> str:
         return config.database_url or f"sqlite:///{self.root / 'stylesense.db'}"
