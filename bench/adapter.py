@@ -28,6 +28,8 @@ from threadpoolctl import threadpool_limits
 from stylesense.evaluation.retrieval import adapt_split, retrieval_metrics
 from stylesense.vision.adapter import Adapter, normalize
 
+from common import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
 FEATURES = Path(os.environ.get("STYLESENSE_FEATURES", ROOT / "bench" / "results" / "features"))
@@ -246,9 +248,7 @@ def main() -> None:
         sys.exit(0)
     summary = [] if args.tune else summarise(results)
     path = RESULTS.with_name("adapter_tune.json") if args.tune else RESULTS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"k": K, "threads": args.threads, "summary": summary, "results": results}, indent=2))
-    print(f"wrote {path}")
+    write_json(path, {"k": K, "threads": args.threads, "summary": summary, "results": results})
 
 
 if __name__ == "__main__":

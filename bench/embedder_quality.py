@@ -18,7 +18,6 @@ run so quality can be weighed against indexing time. Writes bench/results/embedd
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -33,6 +32,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from stylesense.vision.embedder import EfficientNetLiteEmbedder  # noqa: E402
+
+from common import RESULTS, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
@@ -182,10 +183,7 @@ def main() -> None:
           "(img/s are noisy when other jobs share the CPUs)")
     result = {"k": K, "threads": args.threads, "rows": rows, "load_avg_before_after": [round(load_before, 2), round(load_after, 2)],
               "reference": {"kaggle lite0 mean P@10 articleType": 0.789}}
-    out = ROOT / "bench" / "results" / "embedder_quality.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_json(RESULTS / "embedder_quality.json", result)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Prints a table and writes bench/results/embedding.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -31,6 +30,8 @@ from PIL import Image  # noqa: E402
 
 from stylesense.vision.embedder import EfficientNetLiteEmbedder  # noqa: E402
 from stylesense.vision.images import load_image  # noqa: E402
+
+from common import RESULTS, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = ROOT / ".." / "shared" / "data" / "fashion-product-images" / "images"
@@ -130,10 +131,7 @@ def main() -> None:
         "load_avg_before_after": [round(load_before, 2), round(load_after, 2)],
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
     }
-    out = ROOT / "bench" / "results" / "embedding.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_json(RESULTS / "embedding.json", result)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import multiprocessing
 import os
 import resource
@@ -39,6 +38,8 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from stylesense.index import load_index, make_index  # noqa: E402
 from stylesense.index.base import clustered_unit_vectors, recall_at_k  # noqa: E402
+
+from common import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
@@ -141,7 +142,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "index_scale.json")
     args = parser.parse_args()
     threadpool_limits(args.threads)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
     rows = []
     for n, dim, variants in PLAN:
@@ -166,8 +166,7 @@ def main() -> None:
                          "loadavg_before": round(load_before, 2), "loadavg_after": round(os.getloadavg()[0], 2),
                          "faiss": faiss.__version__},
               "rows": rows}
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

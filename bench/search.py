@@ -20,7 +20,6 @@ of the catalogue allowed) for our kinds. Prints tables, writes bench/results/sea
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -38,6 +37,8 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from stylesense.index import make_index  # noqa: E402
 from stylesense.index.base import clustered_unit_vectors, exact_topk, recall_at_k  # noqa: E402
+
+from common import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
@@ -126,9 +127,7 @@ def main() -> None:
                    "faiss": faiss.__version__},
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
 
 
 def sklearn_rows(x: np.ndarray, queries: np.ndarray, args: argparse.Namespace, report: Callable) -> dict:
