@@ -1,0 +1,34 @@
+"""Recommenders: one module per model behind :class:`~stylesense.recommenders.base.Recommender`.
+
+``make_recommender("als", factors=64)`` builds one by name; ``load_recommender(path)`` reads
+any saved model back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stylesense.recommenders.base import Recommendation, Recommender, read_model_file
+from stylesense.recommenders.data import DEFAULT_WEIGHTS, Interactions
+from stylesense.recommenders.popular import Popular
+
+MODELS: dict[str, type[Recommender]] = {m.name: m for m in (Popular,)}
+
+
+def make_recommender(name: str, **params: Any) -> Recommender:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    return MODELS[name](**params)
+
+
+def load_recommender(path: str | Path) -> Recommender:
+    header, arrays = read_model_file(path)
+    model = make_recommender(header["model"], **header["params"])
+    return Recommender._load_into(model, header, arrays)
+
+
+__all__ = [
+    "DEFAULT_WEIGHTS", "MODELS", "Interactions", "Recommendation", "Recommender",
+    "load_recommender", "make_recommender",
+]

@@ -1,0 +1,312 @@
+"""The one interface every recommender implements, and the work they all share.
+
+A model implements three things: ``_fit`` (learn from :class:`Interactions`), ``_scores`` (a
+dense score row per user, given the user's current history row), and optionally
+``_similar`` / ``_reason`` / ``_state`` / ``_restore``. Everything else lives here once:
+top-k with seen-item exclusion and allowed-item masks, batching, the popularity fallback for
+users with no history, real-time ``update``, and save/load.
+
+Real time: ``update(events)`` appends the events to the model's copy of each user's history.
+Models that score from the history row (item-kNN, EASE, visual, ALS by fold-in, trending) then
+reflect the new behaviour on the next ``recommend`` without a retrain; ``updatable`` says which.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from stylesense.atomic import atomic_write
+from stylesense.recommenders.data import Interactions
+
+FORMAT_VERSION = 1
+BATCH_USERS = 512  # users scored per dense block: 512 x 20k items x 4 B = 40 MB
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    score: float
+    reason: str | None = None
+
+
+class Recommender(ABC):
+    """Base class: ``fit``, ``recommend``, ``recommend_batch``, ``similar_items``, ``update``,
+    ``save`` / ``load``. Parameters are plain keyword arguments with ``defaults``."""
+
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+    updatable: ClassVar[bool] = True  # whether update() changes this model's scores
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise ValueError(
+                f"{self.name}: unknown parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(self.defaults)) or 'none'}"
+            )
+        self.params: dict[str, Any] = {
+            k: _coerce(params[k], v) if k in params else v for k, v in self.defaults.items()
+        }
+        self._data: Interactions | None = None
+
+    # -- fitting ----------------------------------------------------------------------
+    def fit(self, data: Interactions) -> "Recommender":
+        self._data = data
+        self.user_ids: list[str] = data.users.tolist()
+        self.user_index: dict[str, int] = dict(data.user_index)
+        self.history: sparse.csr_matrix = data.matrix.copy()
+        self.n_fitted_users = data.n_users
+        self.popularity = np.asarray((data.matrix > 0).sum(axis=0), dtype=np.float32).ravel()
+        self._extra: dict[int, list[int]] = {}  # user -> items of update() events, in order
+        self._fit(data)
+        return self
+
+    @property
+    def data(self) -> Interactions:
+        if self._data is None:
+            raise RuntimeError(f"{self.name}: not fitted")
+        return self._data
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.data.items
+
+    @abstractmethod
+    def _fit(self, data: Interactions) -> None: ...
+
+    @abstractmethod
+    def _scores(self, users: np.ndarray, history: sparse.csr_matrix) -> np.ndarray:
+        """(len(users), n_items) float32 scores; higher is better. ``history`` holds the users'
+        rows of the current history (training plus updates); ``users`` may include users added
+        by ``update`` (index >= ``n_fitted_users``)."""
+
+    # -- scoring ----------------------------------------------------------------------
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        """Scores for user indices; users with an empty history get popularity (cold start)."""
+        users = np.asarray(users, dtype=np.int64)
+        rows = self.history[users]
+        out = np.asarray(self._scores(users, rows), dtype=np.float32)
+        cold = np.diff(rows.indptr) == 0
+        if cold.any():
+            out[cold] = self.popularity
+        return out
+
+    def recommend_batch(
+        self,
+        users: np.ndarray,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices and scores for many users: (n, k) arrays, -1 / -inf padded where
+        fewer than k items are eligible. ``allowed``: boolean mask over items (filters)."""
+        users = np.asarray(users, dtype=np.int64)
+        top = np.full((len(users), k), -1, dtype=np.int64)
+        top_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
+        for start in range(0, len(users), BATCH_USERS):
+            block = users[start : start + BATCH_USERS]
+            s = self.scores(block)
+            if allowed is not None:
+                s[:, ~allowed] = -np.inf
+            if exclude_seen:
+                seen = self.history[block].tocoo()
+                s[seen.row, seen.col] = -np.inf
+            idx, val = _top_k(s, k)
+            top[start : start + len(block), : idx.shape[1]] = idx
+            top_scores[start : start + len(block), : idx.shape[1]] = val
+        top[~np.isfinite(top_scores)] = -1
+        return top, top_scores
+
+    def recommend(
+        self,
+        user: str,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        allowed: np.ndarray | None = None,
+    ) -> list[Recommendation]:
+        """Top-k for one user id; an unknown user gets the cold-start (popularity) list."""
+        u = self.user_index.get(str(user))
+        if u is None:
+            scores = self.popularity.copy()
+            if allowed is not None:
+                scores[~allowed] = -np.inf
+            idx, val = _top_k(scores[None, :], k)
+            return [Recommendation(str(self.item_ids[i]), float(s)) for i, s in zip(idx[0], val[0]) if np.isfinite(s)]
+        idx, val = self.recommend_batch(np.array([u]), k, exclude_seen=exclude_seen, allowed=allowed)
+        return [
+            Recommendation(str(self.item_ids[i]), float(s), self._reason(u, int(i)))
+            for i, s in zip(idx[0], val[0])
+            if i >= 0
+        ]
+
+    def similar_items(self, item: str, k: int = 10) -> list[Recommendation]:
+        i = self.data.item_index.get(str(item))
+        if i is None:
+            raise KeyError(f"{self.name}: unknown item {item!r}")
+        s = np.asarray(self._similar(i), dtype=np.float32).copy()
+        s[i] = -np.inf
+        idx, val = _top_k(s[None, :], k)
+        return [Recommendation(str(self.item_ids[j]), float(v)) for j, v in zip(idx[0], val[0]) if np.isfinite(v)]
+
+    def _similar(self, item: int) -> np.ndarray:
+        """Item-to-item scores; by default cosine over who interacted (co-occurrence)."""
+        m = self.data.matrix.T.tocsr()
+        m.data = np.ones_like(m.data)
+        co = np.asarray((m @ m[item].T).todense()).ravel()
+        norms = np.sqrt(np.asarray(m.sum(axis=1)).ravel())
+        return co / np.maximum(norms * norms[item], 1e-9)
+
+    def _reason(self, user: int, item: int) -> str | None:
+        """A short "why" for one recommendation; the default: the most similar item in the
+        user's history, for models whose ``_similar`` is meaningful."""
+        seq = self.sequence(user)
+        if len(seq) == 0:
+            return None
+        recent = np.unique(seq[-20:])
+        sim = self._similar(item)[recent]
+        best = int(recent[int(np.argmax(sim))])
+        if sim.max() <= 0 or best == item:
+            return None
+        return f"similar to {self.item_ids[best]} you interacted with"
+
+    # -- real time ----------------------------------------------------------------------
+    def sequence(self, user: int) -> np.ndarray:
+        """The user's item indices in time order: training events, then update() events."""
+        if not hasattr(self, "_by_user"):
+            order = np.argsort(self.data.user, kind="stable")  # events are time-sorted already
+            self._by_user = (order, np.searchsorted(self.data.user[order], np.arange(self.data.n_users + 1)))
+        order, starts = self._by_user
+        fitted = (
+            self.data.item[order[starts[user] : starts[user + 1]]] if user < self.data.n_users else np.zeros(0, np.int64)
+        )
+        return np.concatenate([fitted, np.asarray(self._extra.get(user, []), dtype=np.int64)])
+
+    def update(self, events: pd.DataFrame) -> int:
+        """Fold new events (user_id, item_id, type, ts) into the users' histories without a
+        retrain. Items the model has never seen are skipped (they have no column to score);
+        returns the number of events taken."""
+        if events.empty:
+            return 0
+        weights = self.data.event_weights(events["type"])
+        items = pd.Index(self.item_ids).get_indexer(events["item_id"].astype(str))
+        keep = items >= 0
+        users = []
+        for uid in events["user_id"].astype(str)[keep]:
+            if uid not in self.user_index:
+                self.user_index[uid] = len(self.user_ids)
+                self.user_ids.append(uid)
+            users.append(self.user_index[uid])
+        users_arr = np.asarray(users, dtype=np.int64)
+        if len(self.user_ids) > self.history.shape[0]:
+            self.history.resize((len(self.user_ids), self.history.shape[1]))
+        delta = sparse.csr_matrix(
+            (weights[keep], (users_arr, items[keep])), shape=self.history.shape, dtype=np.float32
+        )
+        self.history = (self.history + delta).tocsr()
+        for u, i in zip(users_arr.tolist(), items[keep].tolist()):
+            self._extra.setdefault(u, []).append(i)
+        self._updated(np.unique(users_arr), events[keep])
+        return int(keep.sum())
+
+    def _updated(self, users: np.ndarray, events: pd.DataFrame) -> None:
+        """Hook for models that keep per-user state beyond the history row (e.g. ALS factors)."""
+
+    # -- persistence --------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        """The fitted arrays this model needs besides the interactions."""
+        return {}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        """Inverse of ``_state``; called after the interactions are restored."""
+
+    def save(self, path: str | Path) -> None:
+        """One .npz file (no pickle), written atomically."""
+        extra_users = sorted(self._extra)
+        header = {
+            "format": FORMAT_VERSION,
+            "model": self.name,
+            "params": self.params,
+            "weights": self.data.weights,
+            "n_fitted_users": self.n_fitted_users,
+        }
+        h = self.history
+        arrays = {
+            **self.data.to_arrays(),
+            "hist_indptr": h.indptr, "hist_indices": h.indices, "hist_data": h.data,
+            "user_ids": np.asarray(self.user_ids, dtype=str),
+            "extra_users": np.asarray(extra_users, dtype=np.int64),
+            "extra_lens": np.asarray([len(self._extra[u]) for u in extra_users], dtype=np.int64),
+            "extra_items": np.asarray([i for u in extra_users for i in self._extra[u]], dtype=np.int64),
+            **{f"state_{k}": v for k, v in self._state().items()},
+        }
+        atomic_write(path, lambda f: np.savez(f, header=np.array(json.dumps(header)), **arrays))
+
+    @classmethod
+    def _load_into(cls, model: "Recommender", header: dict, arrays: dict[str, np.ndarray]) -> "Recommender":
+        data = Interactions.from_arrays(arrays, header["weights"])
+        model._data = data
+        model.user_ids = arrays["user_ids"].tolist()
+        model.user_index = {u: i for i, u in enumerate(model.user_ids)}
+        model.history = sparse.csr_matrix(
+            (arrays["hist_data"], arrays["hist_indices"], arrays["hist_indptr"]),
+            shape=(len(model.user_ids), data.n_items),
+        )
+        model.n_fitted_users = int(header["n_fitted_users"])
+        model.popularity = np.asarray((data.matrix > 0).sum(axis=0), dtype=np.float32).ravel()
+        splits = np.cumsum(arrays["extra_lens"])[:-1]
+        model._extra = {
+            int(u): items.tolist()
+            for u, items in zip(arrays["extra_users"], np.split(arrays["extra_items"], splits))
+        }
+        model._restore({k[6:]: v for k, v in arrays.items() if k.startswith("state_")})
+        return model
+
+
+def read_model_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, arrays) of a saved model; never unpickles."""
+    with np.load(Path(path), allow_pickle=False) as f:
+        header = json.loads(str(f["header"]))
+        arrays = {name: f[name] for name in f.files if name != "header"}
+    if header.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported model format {header.get('format')!r}")
+    return header, arrays
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-k (indices, values), best first; -inf entries sort last."""
+    k = min(k, scores.shape[1])
+    if k <= 0:
+        return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), np.float32)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    """CLI ``--param KEY=VALUE`` strings take the type of the default."""
+    if not isinstance(value, str) or isinstance(default, str) or default is None:
+        return value
+    if isinstance(default, bool):
+        if value.lower() in {"1", "true", "yes"}:
+            return True
+        if value.lower() in {"0", "false", "no"}:
+            return False
+        raise ValueError(f"expected true/false, got {value!r}")
+    return type(default)(value)
+
+
+def known_users(model: Recommender, users: Sequence[str]) -> np.ndarray:
+    """Indices of ``users`` (ids) in the model, -1 for unknown ones."""
+    return np.array([model.user_index.get(str(u), -1) for u in users], dtype=np.int64)
