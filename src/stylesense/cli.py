@@ -22,10 +22,14 @@ app = typer.Typer(help="stylesense: visual search and recommendations for fashio
                   no_args_is_help=True, pretty_exceptions_enable=False)
 catalog_app = typer.Typer(help="Import, list and remove catalogue items.", no_args_is_help=True)
 index_app = typer.Typer(help="Build the nearest-neighbour index.", no_args_is_help=True)
-evaluate_app = typer.Typer(help="Measure quality on the home's catalogue.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Measure search and recommendation quality on the home's data.", no_args_is_help=True)
+events_app = typer.Typer(help="Record shopper behaviour: import logs, add live events.", no_args_is_help=True)
+recommend_app = typer.Typer(help="Recommendations for a shopper (--user) or for everyone (batch).")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(index_app, name="index")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(events_app, name="events")
+app.add_typer(recommend_app, name="recommend")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -233,6 +237,193 @@ def evaluate_retrieval(
     for key, value in result.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     out.print(table)
+
+
+@events_app.command("import")
+def events_import(
+    csv_path: Annotated[Path, typer.Argument(metavar="CSV", help="Event log (one row per event).")],
+    preset: Annotated[Optional[str], typer.Option(help="Column layout of a public data set: hm (H&M transactions) or movielens (RecBole .inter).")] = None,
+    user_column: Annotated[Optional[str], typer.Option()] = None,
+    item_column: Annotated[Optional[str], typer.Option()] = None,
+    time_column: Annotated[Optional[str], typer.Option(help="ISO date/time or epoch seconds.")] = None,
+    event_type: Annotated[Optional[str], typer.Option("--type", help="One type for every row: view, click, cart, purchase, like, rating.")] = None,
+    type_column: Annotated[Optional[str], typer.Option(help="Column holding each row's type.")] = None,
+    price_column: Annotated[Optional[str], typer.Option()] = None,
+    value_column: Annotated[Optional[str], typer.Option(help="Explicit value, e.g. a rating.")] = None,
+    session_column: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Import events; re-importing the same file adds nothing, bad rows are reported."""
+    from stylesense.events import PRESETS
+
+    given = {"user_column": user_column, "item_column": item_column, "time_column": time_column,
+             "type": event_type, "type_column": type_column, "price_column": price_column,
+             "value_column": value_column, "session_column": session_column}
+    options = {key: value for key, value in given.items() if value is not None}
+    if preset is None:
+        missing = [f"--{k.replace('_', '-')}" for k in ("user_column", "item_column", "time_column") if k not in options]
+        if "type" not in options and "type_column" not in options:
+            missing.append("--type or --type-column")
+        if missing:
+            _fail(f"without --preset ({', '.join(PRESETS)}) give {', '.join(missing)}")
+    ss = _open()
+    try:
+        report = ss.behaviour.import_events(csv_path, preset=preset, **options)
+    except (CsvError, ValueError, OSError) as e:
+        _fail(str(e))
+    out.print(f"{report.rows} rows: {report.inserted} imported, {report.duplicates} already stored, "
+              f"{len(report.bad)} failed")
+    if report.bad:
+        for b in report.bad[:20]:
+            err.print(f"  line {b.row}: {b.reason}", highlight=False)
+        if len(report.bad) > 20:
+            err.print(f"  ... and {len(report.bad) - 20} more")
+        raise typer.Exit(1)
+
+
+@events_app.command("add")
+def events_add(
+    user: Annotated[str, typer.Option(help="Shopper id.")],
+    item: Annotated[str, typer.Option(help="Item id.")],
+    event_type: Annotated[str, typer.Option("--type", help="view, click, cart, purchase, like or rating.")] = "view",
+    price: Annotated[Optional[float], typer.Option()] = None,
+    session: Annotated[Optional[str], typer.Option(help="Session id.")] = None,
+) -> None:
+    """Record one event now; the next `recommend` for this shopper reflects it."""
+    try:
+        _open().behaviour.add_event(user, item, event_type, price=price, session_id=session)
+    except ValueError as e:
+        _fail(str(e))
+    out.print(f"recorded {event_type} of {item} by {user}")
+
+
+def _params(pairs: list[str] | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--param {pair!r} is not KEY=VALUE")
+        params[key.strip()] = value.strip()
+    return params
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="popular, trending, itemknn, als, bpr, ease or visual.")],
+    param: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE model parameter; repeat for more (default: tuned, else built-in).")] = None,
+) -> None:
+    """Fit a recommender on every event and store it in the home."""
+    ss = _open()
+    try:
+        fitted, seconds = ss.behaviour.train(model, _params(param))
+    except (HomeError, ValueError) as e:
+        _fail(str(e))
+    out.print(f"trained {model} on {fitted.data.n_events} events ({fitted.data.n_users} users, "
+              f"{fitted.data.n_items} items) in {seconds:.1f} s; params {json.dumps(fitted.params)}")
+
+
+SeenOpt = Annotated[Optional[bool], typer.Option("--exclude-seen/--include-seen", help="Hide items the shopper already has [default: the home's choice].")]
+
+
+@recommend_app.callback(invoke_without_command=True)
+def recommend(
+    ctx: typer.Context,
+    user: Annotated[Optional[str], typer.Option(help="Shopper id.")] = None,
+    k: Annotated[int, typer.Option("-k", min=1)] = 10,
+    model: Annotated[Optional[str], typer.Option(help="Trained model [default: the last trained].")] = None,
+    exclude_seen: SeenOpt = None,
+    where: Annotated[Optional[list[str]], typer.Option(help="COL=VALUE catalogue filter; repeat for more.")] = None,
+    min_price: Annotated[Optional[float], typer.Option()] = None,
+    max_price: Annotated[Optional[float], typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Top-k items for one shopper, with reasons where the model has them."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if user is None:
+        _fail("give --user ID (or use `stylesense recommend batch`)")
+    ss = _open()
+    try:
+        filters = Filters.parse(where or [], min_price, max_price, ss.config.price_column)
+        recs = ss.behaviour.recommend(user, k, model=model, exclude_seen=exclude_seen, filters=filters)
+    except (FilterError, HomeError, ValueError) as e:
+        _fail(str(e))
+    if as_json:
+        out.print_json(data=[{"item_id": r.item_id, "score": round(r.score, 6), "reason": r.reason} for r in recs])
+        return
+    table = Table(title=f"recommendations for {user}")
+    for col in ("#", "item", "score", "why"):
+        table.add_column(col)
+    for rank, r in enumerate(recs, 1):
+        table.add_row(str(rank), r.item_id, f"{r.score:.4g}", r.reason or "")
+    out.print(table)
+
+
+@recommend_app.command("batch")
+def recommend_batch(
+    out_path: Annotated[Path, typer.Option("--out", help="CSV to write: user_id,item_id,rank,score.")],
+    model: Annotated[Optional[str], typer.Option(help="Trained model [default: the last trained].")] = None,
+    k: Annotated[int, typer.Option("-k", min=1)] = 10,
+    exclude_seen: SeenOpt = None,
+) -> None:
+    """Top-k for every known shopper, one row per recommendation."""
+    try:
+        users = _open().behaviour.recommend_batch(out_path, k, model=model, exclude_seen=exclude_seen)
+    except (HomeError, ValueError, OSError) as e:
+        _fail(str(e))
+    out.print(f"wrote top-{k} for {users} users to {out_path}")
+
+
+@evaluate_app.command("recommenders")
+def evaluate_recommenders(
+    protocol: Annotated[str, typer.Option(help="stratified (per-user 75/25) or temporal (last --test-days as test).")],
+    models: Annotated[str, typer.Option(help="Comma-separated model names.")],
+    k: Annotated[int, typer.Option("-k", min=1)] = 10,
+    test_days: Annotated[float, typer.Option(help="Temporal protocol: days after the cutoff that are test.")] = 7,
+    seed: Annotated[int, typer.Option(help="Stratified protocol: split seed.")] = 42,
+    exclude_seen: SeenOpt = None,
+    tuned: Annotated[bool, typer.Option("--tuned/--defaults", help="Use parameters from `stylesense tune` where saved.")] = True,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a side-by-side chart (PNG) here.")] = None,
+) -> None:
+    """Every model on one split: precision, recall, nDCG, MAP, hit rate, MRR, coverage, revenue."""
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    try:
+        result = _open().behaviour.evaluate(protocol, names, k=k, test_days=test_days, seed=seed,
+                                            exclude_seen=exclude_seen, tuned=tuned)
+    except (HomeError, ValueError) as e:
+        _fail(str(e))
+    out.print(result.table())
+    split = result.split
+    out.print(f"split: {split['train_events']} train / {split['test_events']} test events, "
+              f"{split['test_users']} test users ({split['cold_users']} cold), exclude_seen={result.exclude_seen}")
+    if json_out:
+        result.to_json(json_out)
+    if plot:
+        result.plot(plot)
+
+
+@app.command()
+def tune(
+    model: Annotated[str, typer.Option(help="Model to tune.")],
+    protocol: Annotated[str, typer.Option(help="stratified or temporal: the split whose training side is tuned on.")],
+    trials: Annotated[int, typer.Option(min=1)] = 20,
+    k: Annotated[int, typer.Option("-k", min=1)] = 10,
+    metric: Annotated[str, typer.Option(help="Validation metric to maximise.")] = "ndcg_at_k",
+    test_days: Annotated[float, typer.Option()] = 7,
+    seed: Annotated[int, typer.Option()] = 42,
+) -> None:
+    """Search hyper-parameters (Optuna) on a validation split carved from the training data."""
+    ss = _open()
+    try:
+        with _progress() as bar:
+            task = bar.add_task(f"tuning {model}", total=trials)
+            result = ss.behaviour.tune(model, protocol, trials=trials, k=k, metric=metric, test_days=test_days,
+                                       seed=seed, on_trial=lambda done, value, best: bar.update(task, completed=done))
+    except (HomeError, ValueError) as e:
+        _fail(str(e))
+    out.print(f"{model}: validation {metric} {result.best_value:.4f} (defaults {result.default_value:.4f}) "
+              f"after {trials} trials in {result.seconds:.0f} s")
+    out.print(f"best parameters (saved for train and evaluate): {json.dumps(result.best_params)}")
 
 
 @app.command()

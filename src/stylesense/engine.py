@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from stylesense.index import VectorIndex, load_index, make_index
 from stylesense.vision.adapter import Adapter, normalize
 from stylesense.vision.embedder import Embedder, make_embedder
 from stylesense.vision.images import content_hash, load_image
+
+if TYPE_CHECKING:
+    from stylesense.behaviour import Behaviour
 
 ADAPTER_NAME = "adapter.npz"
 Progress = Callable[[int], None]
@@ -69,6 +72,7 @@ class StyleSense:
         self._embedder: Embedder | None = None
         self._adapter: Adapter | None = None
         self._index: VectorIndex | None = None
+        self._behaviour: "Behaviour | None" = None
 
     # -- set-up ----------------------------------------------------------------------
     @classmethod
@@ -121,6 +125,15 @@ class StyleSense:
     @property
     def embedder_name(self) -> str:
         return self.config.embedder + ("+adapter" if self.config.adapter else "")
+
+    @property
+    def behaviour(self) -> "Behaviour":
+        """Events and recommenders of this home (see :mod:`stylesense.behaviour`)."""
+        if self._behaviour is None:
+            from stylesense.behaviour import Behaviour
+
+            self._behaviour = Behaviour(self)
+        return self._behaviour
 
     def to_vectors(self, raw: np.ndarray) -> np.ndarray:
         """Raw CNN features -> the vectors the index holds."""

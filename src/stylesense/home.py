@@ -31,6 +31,11 @@ class Config:
     index_kind: str = "auto"
     database_url: str | None = None  # None: SQLite file inside the home
     price_column: str = "price"
+    event_weights: dict[str, float] | None = None  # None: recommenders.DEFAULT_WEIGHTS
+    # Whether recommendations skip what the shopper already has. None: exclude; an events
+    # preset sets the choice measured on its data set (see docs/recommenders.md).
+    exclude_seen: bool | None = None
+    recommender: str | None = None  # model `recommend` uses by default: the last one trained
     extra: dict = field(default_factory=dict)
 
 
@@ -55,6 +60,10 @@ class Home:
     @property
     def models_dir(self) -> Path:
         return self.root / "models"
+
+    @property
+    def recommenders_dir(self) -> Path:
+        return self.root / "recommenders"
 
     @property
     def reports_dir(self) -> Path:

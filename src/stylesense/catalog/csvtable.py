@@ -63,7 +63,7 @@ def read_table(path: Path, id_column: str, encoding: str = "utf-8") -> Table:
         raise CsvError(f"unknown encoding {encoding!r}") from None
     text = text.removeprefix("\ufeff")
 
-    delimiter = _sniff_delimiter(text)
+    delimiter = sniff_delimiter(text)
     csv.field_size_limit(MAX_FIELD)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
@@ -109,7 +109,7 @@ def read_table(path: Path, id_column: str, encoding: str = "utf-8") -> Table:
     return Table(header, rows, bad, delimiter)
 
 
-def _sniff_delimiter(text: str) -> str:
+def sniff_delimiter(text: str) -> str:
     """The candidate that splits the header most often: headers are plain names, so this is
     more dependable than csv.Sniffer on rows whose quoted text holds commas."""
     header = text.split("\n", 1)[0]

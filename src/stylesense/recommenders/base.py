@@ -57,6 +57,7 @@ class Recommender(ABC):
             k: _coerce(params[k], v) if k in params else v for k, v in self.defaults.items()
         }
         self._data: Interactions | None = None
+        self.meta: dict[str, Any] = {}  # the caller's bookkeeping (e.g. last event id trained on)
 
     # -- fitting ----------------------------------------------------------------------
     def fit(self, data: Interactions) -> "Recommender":
@@ -239,6 +240,7 @@ class Recommender(ABC):
             "params": self.params,
             "weights": self.data.weights,
             "n_fitted_users": self.n_fitted_users,
+            "meta": self.meta,
         }
         h = self.history
         arrays = {
@@ -263,6 +265,7 @@ class Recommender(ABC):
             shape=(len(model.user_ids), data.n_items),
         )
         model.n_fitted_users = int(header["n_fitted_users"])
+        model.meta = dict(header.get("meta", {}))
         model.popularity = np.asarray((data.matrix > 0).sum(axis=0), dtype=np.float32).ravel()
         splits = np.cumsum(arrays["extra_lens"])[:-1]
         model._extra = {

@@ -1,0 +1,241 @@
+"""Shopper behaviour in a home: events in, fitted recommenders and recommendations out.
+
+Data flows one way: events (the home's database) -> a fitted model file in
+``<home>/recommenders/`` -> recommendations. A saved model remembers the last event it saw;
+``recommend`` folds in every newer event (``Recommender.update``) before answering, so a view
+recorded a second ago moves the next answer without a retrain, for every model that can.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from stylesense.atomic import atomic_write
+from stylesense.catalog.filters import Filters
+from stylesense.events import EventImportReport, EventStore, import_events
+from stylesense.home import HomeError
+from stylesense.recommenders import DEFAULT_WEIGHTS, MODELS, Interactions, Recommendation, Recommender
+from stylesense.recommenders import load_recommender, make_recommender
+
+if TYPE_CHECKING:  # the engine imports this module
+    from stylesense.engine import StyleSense
+    from stylesense.evaluation.recommenders import EvaluationResult
+    from stylesense.evaluation.tuning import TuneResult
+
+# Whether to hide what a shopper already has, per events preset, as measured by
+# `stylesense evaluate recommenders` on the shared data (docs/recommenders.md): repurchase is
+# common in H&M purchases, rare in MovieLens ratings.
+PRESET_EXCLUDE_SEEN = {"hm": False, "movielens": True}
+
+
+class Behaviour:
+    """Events and recommenders of one home (``StyleSense.behaviour``)."""
+
+    def __init__(self, ss: "StyleSense") -> None:
+        self.ss = ss
+        self.events = EventStore(ss.store.engine, known_types=self.weights)
+        self._models: dict[str, Recommender] = {}
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return dict(self.ss.config.event_weights or DEFAULT_WEIGHTS)
+
+    @property
+    def exclude_seen(self) -> bool:
+        return True if self.ss.config.exclude_seen is None else self.ss.config.exclude_seen
+
+    # -- events ------------------------------------------------------------------------
+    def import_events(self, path: str | Path, *, preset: str | None = None, **options: Any) -> EventImportReport:
+        """Import a CSV of events; a preset also records its data set's measured
+        exclude-seen default, unless the home already has one."""
+        report = import_events(self.events, path, preset=preset, **options)
+        if preset in PRESET_EXCLUDE_SEEN and self.ss.config.exclude_seen is None:
+            self.ss.config.exclude_seen = PRESET_EXCLUDE_SEEN[preset]
+            self.ss.home.save_config(self.ss.config)
+        return report
+
+    def add_event(self, user: str, item: str, type: str = "view", **fields: Any) -> None:
+        """Record one live event; the next ``recommend`` for the user reflects it."""
+        self.events.add(user, item, type, **fields)
+
+    # -- models ------------------------------------------------------------------------
+    def model_path(self, name: str) -> Path:
+        return self.ss.home.recommenders_dir / f"{name}.npz"
+
+    def tuned_path(self, name: str, protocol: str) -> Path:
+        return self.ss.home.recommenders_dir / "tuned" / f"{name}-{protocol}.json"
+
+    def tuned_params(self, name: str, protocol: str | None = None) -> dict[str, Any]:
+        """Best parameters from ``tune`` for this protocol (None: the latest tuning of the model)."""
+        from stylesense.evaluation.tuning import TuneResult
+
+        if protocol is not None:
+            path = self.tuned_path(name, protocol)
+            return TuneResult.from_json(path).best_params if path.exists() else {}
+        found = sorted(self.tuned_path(name, "x").parent.glob(f"{name}-*.json"), key=lambda p: p.stat().st_mtime)
+        return TuneResult.from_json(found[-1]).best_params if found else {}
+
+    def _catalogue_ids(self) -> list[str]:
+        return [it.item_id for it in self.ss.store.items()]
+
+    def _build(self, name: str, params: Mapping[str, Any]) -> Recommender:
+        """A model by name; ``visual`` also gets the catalogue's image vectors."""
+        model = make_recommender(name, **params)
+        if name == "visual":
+            pks, raw = self.ss.store.features()
+            if not len(pks):
+                raise HomeError("the visual model needs catalogue photos: run `stylesense catalog import` first")
+            ids = {it.pk: it.item_id for it in self.ss.store.items()}
+            model.with_vectors([ids[int(p)] for p in pks], self.ss.to_vectors(raw))  # type: ignore[attr-defined]
+        return model
+
+    def _all_events(self) -> pd.DataFrame:
+        events = self.events.frame()
+        if events.empty:
+            raise HomeError("no events yet: run `stylesense events import` or `stylesense events add` first")
+        return events
+
+    def train(self, name: str, params: Mapping[str, Any] | None = None) -> tuple[Recommender, float]:
+        """Fit ``name`` on every event (tuned parameters, overridden by ``params``), save it in
+        the home and make it the default for ``recommend``. Returns (model, fit seconds)."""
+        events = self._all_events()
+        merged = {**self.tuned_params(name), **(params or {})}
+        model = self._build(name, merged)
+        data = Interactions.from_frame(events, self.weights, items=self._catalogue_ids())
+        start = perf_counter()
+        model.fit(data)
+        seconds = perf_counter() - start
+        model.meta = {"applied_pk": int(events["pk"].max())}
+        model.save(self.model_path(name))
+        self._models[name] = model
+        self.ss.config.recommender = name
+        self.ss.home.save_config(self.ss.config)
+        return model, seconds
+
+    def model(self, name: str | None = None) -> Recommender:
+        """The saved model ``name`` (default: the last trained), caught up with newer events."""
+        name = name or self.ss.config.recommender
+        if name is None:
+            raise HomeError("no model trained yet: run `stylesense train --model NAME` first")
+        model = self._models.get(name)
+        if model is None:
+            path = self.model_path(name)
+            if not path.exists():
+                raise HomeError(f"no trained {name!r} model in this home: run `stylesense train --model {name}`")
+            model = self._models[name] = load_recommender(path)
+        newer = self.events.frame(after_pk=int(model.meta.get("applied_pk", 0)))
+        if not newer.empty:
+            model.update(newer)
+            model.meta["applied_pk"] = int(newer["pk"].max())
+        return model
+
+    # -- recommend ---------------------------------------------------------------------
+    def _allowed(self, model: Recommender, filters: Filters | None) -> np.ndarray | None:
+        """Filters over catalogue metadata -> a mask over the model's items. Items without a
+        catalogue row fail any active filter: nothing is known about them."""
+        if filters is None or not filters.active:
+            return None
+        items = self.ss.store.items()
+        filters.check_columns({c for it in items for c in it.attrs})
+        ok = {it.item_id for it in items if filters.matches(it.attrs)}
+        return np.fromiter((i in ok for i in model.item_ids.tolist()), dtype=bool, count=len(model.item_ids))
+
+    def recommend(
+        self,
+        user: str,
+        k: int = 10,
+        *,
+        model: str | None = None,
+        exclude_seen: bool | None = None,
+        filters: Filters | None = None,
+    ) -> list[Recommendation]:
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        m = self.model(model)
+        seen = self.exclude_seen if exclude_seen is None else exclude_seen
+        return m.recommend(user, k, exclude_seen=seen, allowed=self._allowed(m, filters))
+
+    def recommend_batch(
+        self, out: str | Path, k: int = 10, *, model: str | None = None, exclude_seen: bool | None = None
+    ) -> int:
+        """Top-k for every known user into a CSV (user_id,item_id,rank,score; rank from 1),
+        written atomically. Returns the number of users."""
+        m = self.model(model)
+        seen = self.exclude_seen if exclude_seen is None else exclude_seen
+        users = np.arange(len(m.user_ids))
+        top, scores = m.recommend_batch(users, k, exclude_seen=seen)
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["user_id", "item_id", "rank", "score"])
+        items = m.item_ids
+        for u, row, row_scores in zip(users.tolist(), top, scores):
+            uid = m.user_ids[u]
+            for rank, (i, s) in enumerate(zip(row.tolist(), row_scores.tolist()), 1):
+                if i >= 0:
+                    w.writerow([uid, items[i], rank, f"{s:.6g}"])
+        atomic_write(out, lambda f: f.write(buf.getvalue().encode()))
+        return len(users)
+
+    # -- evaluation --------------------------------------------------------------------
+    def _factories(self, names: Sequence[str], protocol: str, tuned: bool) -> dict[str, Any]:
+        for name in names:
+            if name not in MODELS:
+                raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+        return {
+            n: (lambda n=n: self._build(n, self.tuned_params(n, protocol) if tuned else {}))
+            for n in names
+        }
+
+    def evaluate(
+        self,
+        protocol: str,
+        models: Sequence[str],
+        *,
+        k: int = 10,
+        test_days: float = 7,
+        seed: int = 42,
+        exclude_seen: bool | None = None,
+        tuned: bool = True,
+    ) -> "EvaluationResult":
+        """Every model on the same split of the home's events (tuned parameters if any)."""
+        from stylesense.evaluation.recommenders import run_protocol
+
+        return run_protocol(
+            self._all_events(), protocol, self._factories(models, protocol, tuned), k=k,
+            test_days=test_days, seed=seed, weights=self.weights, items_universe=self._catalogue_ids(),
+            exclude_seen=self.exclude_seen if exclude_seen is None else exclude_seen,
+        )
+
+    def tune(
+        self,
+        name: str,
+        protocol: str,
+        *,
+        trials: int = 20,
+        k: int = 10,
+        metric: str = "ndcg_at_k",
+        test_days: float = 7,
+        seed: int = 42,
+        on_trial: Any = None,
+    ) -> "TuneResult":
+        """Tune on a validation split of the protocol's *training* side; save the best
+        parameters where ``train`` and ``evaluate`` pick them up."""
+        from stylesense.evaluation.splits import split
+        from stylesense.evaluation.tuning import tune
+
+        train, _test = split(self._all_events(), protocol, seed=seed, test_days=test_days)
+        result = tune(
+            name, train, protocol, trials=trials, k=k, metric=metric, seed=seed, test_days=test_days,
+            exclude_seen=self.exclude_seen, weights=self.weights, items_universe=self._catalogue_ids(),
+            factory=lambda params: self._build(name, params), on_trial=on_trial,
+        )
+        result.to_json(self.tuned_path(name, protocol))
+        return result

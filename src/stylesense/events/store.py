@@ -1,0 +1,240 @@
+"""The durable event log: who did what with which item, and when.
+
+Events live in the home's database beside the catalogue (SQLite with WAL by default, any
+Postgres URL unchanged), so recommenders can be refitted from scratch at any time and a saved
+model can fetch just the events newer than its training (``frame(after_pk=...)``). Items are
+plain strings here: shops log behaviour on products the catalogue has never seen.
+
+Re-importing a file must not double its events, yet identical rows within one file are real
+repeats (H&M logs one row per item bought). So each row's key is (user, item, type, time,
+seq), where seq numbers the rows sharing that (user, item, type, time) in the order they came.
+Price, rating and session stay out of the key, so a re-export with a corrected price is still
+recognised as the same events.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import BigInteger, Float, Integer, String, UniqueConstraint, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.dml import Insert
+
+from stylesense.catalog.store import make_engine
+from stylesense.recommenders.data import DEFAULT_WEIGHTS
+
+_KEY = ("user_id", "item_id", "type", "ts_us", "seq")
+_CHUNK = 5000  # rows per INSERT batch and per commit: live writers get the lock between chunks
+_IN_CHUNK = 5000  # ids per IN (...) list, well under SQLite's bound-parameter limit
+_EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+class EventBase(DeclarativeBase):
+    pass
+
+
+class EventRow(EventBase):
+    """One event. Time is integer microseconds since the epoch (UTC): exact to compare in the
+    dedupe key and the same on every database, where SQLite has no time zone type."""
+
+    __tablename__ = "events"
+    # The key's index starts with user_id, so it also serves ``frame(users=...)``.
+    __table_args__ = (UniqueConstraint(*_KEY, name="uq_events_key"),)
+
+    # 64-bit on Postgres (an event log outgrows 2**31 rows); SQLite's rowid needs INTEGER.
+    pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    item_id: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(32))
+    ts_us: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    session_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+@dataclass(frozen=True)
+class ImportCounts:
+    """Rows newly stored, and rows the store already held (a re-import)."""
+
+    inserted: int
+    duplicates: int
+
+
+class EventStore:
+    """Append and read events; ``known_types`` (default: the recommenders' weight table) is
+    checked on every write so a typo cannot reach a model as an unweighted event type."""
+
+    def __init__(self, engine: Engine, known_types: Iterable[str] | None = None) -> None:
+        if engine.dialect.name not in ("sqlite", "postgresql"):
+            raise ValueError(f"events need SQLite or PostgreSQL, not {engine.dialect.name}")
+        self.engine = engine
+        self.known_types = frozenset(DEFAULT_WEIGHTS if known_types is None else known_types)
+        EventBase.metadata.create_all(engine)
+
+    @classmethod
+    def open(cls, url: str, known_types: Iterable[str] | None = None) -> "EventStore":
+        """A store on its own engine (WAL pragmas for SQLite, as the catalogue has)."""
+        return cls(make_engine(url), known_types)
+
+    # -- writes ------------------------------------------------------------------------
+    def add(
+        self,
+        user_id: str,
+        item_id: str,
+        type: str = "view",
+        ts: datetime | None = None,
+        price: float | None = None,
+        value: float | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        """Record one live event (``ts`` default: now; naive times are taken as UTC).
+
+        Every call is a new event: an identical earlier one makes this its next repeat.
+        """
+        if not user_id or not item_id:
+            raise ValueError("user_id and item_id must be non-empty")
+        self._check_types([type])
+        for name, number in (("price", price), ("value", value)):
+            if number is not None and not math.isfinite(number):
+                raise ValueError(f"{name} must be a finite number, got {number!r}")
+        # Plain Python numbers: psycopg2 cannot bind numpy scalars.
+        price, value = (None if n is None else float(n) for n in (price, value))
+        ts_us = int(_micros(pd.Series([ts or datetime.now(timezone.utc)]))[0])
+        row = EventRow.__table__.c
+        with self.engine.begin() as conn:
+            last = conn.scalar(
+                select(func.max(row.seq)).where(
+                    row.user_id == user_id, row.item_id == item_id, row.type == type, row.ts_us == ts_us
+                )
+            )
+            conn.execute(
+                EventRow.__table__.insert(),
+                {"user_id": user_id, "item_id": item_id, "type": type, "ts_us": ts_us,
+                 "seq": 0 if last is None else last + 1, "price": price, "value": value,
+                 "session_id": session_id or None},
+            )
+
+    def import_frame(self, frame: pd.DataFrame) -> ImportCounts:
+        """Bulk-insert an events table, skipping events already stored.
+
+        Needs user_id, item_id, type, ts (datetimes, or epoch seconds when numeric); price,
+        value and session_id are optional. Rows are numbered in frame order, so the frame
+        must be in file order for repeats to be recognised on re-import. Each chunk commits
+        on its own: an interrupted import is finished by running it again.
+        """
+        missing = [c for c in ("user_id", "item_id", "type", "ts") if c not in frame.columns]
+        if missing:
+            raise ValueError(f"events table lacks column(s) {', '.join(missing)}")
+        self._check_types(frame["type"].astype(str).unique())
+        frame = frame.reset_index(drop=True)
+        rows = pd.DataFrame({
+            "user_id": frame["user_id"].astype(str),
+            "item_id": frame["item_id"].astype(str),
+            "type": frame["type"].astype(str),
+            "ts_us": _micros(frame["ts"]),
+        })
+        if (rows["user_id"] == "").any() or (rows["item_id"] == "").any():
+            raise ValueError("events table has empty user_id or item_id values")
+        rows["seq"] = rows.groupby(["user_id", "item_id", "type", "ts_us"], sort=False).cumcount()
+        for name in ("price", "value"):
+            rows[name] = pd.to_numeric(frame[name]).astype(float) if name in frame else np.nan
+        session = frame["session_id"] if "session_id" in frame else pd.Series("", index=rows.index)
+        rows["session_id"] = session.fillna("").astype(str)
+
+        # Python scalars with None for missing values: what every DBAPI accepts.
+        rows["session_id"] = rows["session_id"].replace("", None)
+        columns = {name: rows[name].astype(object).where(rows[name].notna(), None).tolist() for name in rows}
+        records = [dict(zip(columns, values)) for values in zip(*columns.values())]
+        inserted = 0
+        insert = self._insert_ignoring_duplicates()
+        for start in range(0, len(records), _CHUNK):
+            with self.engine.begin() as conn:
+                result = conn.execute(insert, records[start:start + _CHUNK])
+                inserted += len(result.all())
+        return ImportCounts(inserted, len(records) - inserted)
+
+    # -- reads -------------------------------------------------------------------------
+    def frame(self, users: Sequence[str] | None = None, after_pk: int | None = None) -> pd.DataFrame:
+        """Events as Interactions.from_frame wants them, oldest first (ties in arrival order).
+
+        ``after_pk`` keeps only events stored after that pk (see :meth:`max_pk`): how a saved
+        model catches up on what happened since its training.
+        """
+        row = EventRow.__table__.c
+        query = select(row.pk, row.user_id, row.item_id, row.type, row.ts_us, row.price,
+                       row.value, row.session_id)
+        if after_pk is not None:
+            query = query.where(row.pk > after_pk)
+        with self.engine.connect() as conn:
+            if users is None:
+                fetched = conn.execute(query).all()
+            else:
+                ids = list(dict.fromkeys(str(u) for u in users))
+                fetched = [r for start in range(0, len(ids), _IN_CHUNK)
+                           for r in conn.execute(query.where(row.user_id.in_(ids[start:start + _IN_CHUNK])))]
+        raw = pd.DataFrame(fetched, columns=["pk", "user_id", "item_id", "type", "ts_us", "price",
+                                             "value", "session_id"])
+        raw = raw.sort_values(["ts_us", "pk"], kind="stable", ignore_index=True)
+        return pd.DataFrame({
+            "user_id": raw["user_id"].astype(object),
+            "item_id": raw["item_id"].astype(object),
+            "type": raw["type"].astype(object),
+            "ts": pd.to_datetime(raw["ts_us"].astype(np.int64), unit="us", utc=True),
+            "price": pd.to_numeric(raw["price"]).astype(float),
+            "value": pd.to_numeric(raw["value"]).astype(float),
+            "session_id": raw["session_id"].fillna("").astype(object),
+            "pk": raw["pk"].astype(np.int64),
+        })
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(EventRow.__table__)))
+
+    def max_pk(self) -> int:
+        """The newest event's pk; 0 when empty (pks start at 1), so ``frame(after_pk=...)``
+        with the value saved at training time always works."""
+        with self.engine.connect() as conn:
+            return int(conn.scalar(select(func.coalesce(func.max(EventRow.pk), 0))))
+
+    def users(self) -> list[str]:
+        """Distinct user ids, sorted."""
+        with self.engine.connect() as conn:
+            return list(conn.scalars(select(EventRow.user_id).distinct().order_by(EventRow.user_id)))
+
+    # -- helpers -----------------------------------------------------------------------
+    def _check_types(self, types: Iterable[str]) -> None:
+        unknown = sorted(set(types) - self.known_types)
+        if unknown:
+            raise ValueError(f"unknown event type(s) {', '.join(map(repr, unknown))}; "
+                             f"known: {', '.join(sorted(self.known_types))}")
+
+    def _insert_ignoring_duplicates(self) -> Insert:
+        """INSERT .. ON CONFLICT DO NOTHING RETURNING pk: the returned rows count exactly
+        what was new, on both dialects, without a racy count before and after."""
+        if self.engine.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        table = EventRow.__table__
+        return insert(table).on_conflict_do_nothing(index_elements=list(_KEY)).returning(table.c.pk)
+
+
+def _micros(ts: pd.Series) -> np.ndarray:
+    """int64 microseconds since the epoch, from datetimes (naive = UTC) or epoch seconds.
+
+    Through a Timedelta, not astype(int64): pandas 3 stores datetimes in s, ms, us or ns.
+    """
+    if pd.api.types.is_numeric_dtype(ts):
+        ts = pd.to_datetime(ts, unit="s", utc=True)
+    since = pd.to_datetime(ts, utc=True) - _EPOCH
+    if since.isna().any():
+        raise ValueError("events table has missing timestamps")
+    return (since // pd.Timedelta(microseconds=1)).to_numpy(np.int64)
