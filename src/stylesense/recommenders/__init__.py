@@ -11,9 +11,17 @@ from typing import Any
 
 from stylesense.recommenders.base import Recommendation, Recommender, read_model_file
 from stylesense.recommenders.data import DEFAULT_WEIGHTS, Interactions
+from stylesense.recommenders.als import ALS
+from stylesense.recommenders.bpr import BPR
+from stylesense.recommenders.ease import EASE
+from stylesense.recommenders.itemknn import ItemKNN
 from stylesense.recommenders.popular import Popular
+from stylesense.recommenders.trending import Trending
+from stylesense.recommenders.visual import Visual
 
-MODELS: dict[str, type[Recommender]] = {m.name: m for m in (Popular,)}
+MODELS: dict[str, type[Recommender]] = {
+    m.name: m for m in (Popular, Trending, ItemKNN, ALS, BPR, EASE, Visual)
+}
 
 
 def make_recommender(name: str, **params: Any) -> Recommender:

@@ -1,0 +1,131 @@
+"""Recommender benchmark: every model tuned the same way, then evaluated on one split per data set.
+
+- MovieLens-100K, protocol `stratified` (per-user random 75/25, seed 42), k=10, seen items
+  excluded: compares with the Microsoft Recommenders table (nDCG@10 BPR 0.442, NCF 0.396).
+- H&M sample, protocol `temporal` (the last 28 days are the test), k=12 (the competition's
+  MAP@12), with the home's measured exclude-seen choice; the catalogue's photos are imported
+  so that `visual` can run and every model can recommend catalogue items nobody bought yet.
+
+Each tunable model gets `--trials` Optuna trials on a validation split carved from the
+*training* side (stylesense.evaluation.tuning); the test side is used once, by the final
+evaluation. Both exclude-seen settings are evaluated to record which one each data set wants.
+Homes are kept under bench/results/homes/ so a rerun skips the photo embedding.
+
+    python bench/recommenders.py [--trials 20] [--only movielens|hm] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from threadpoolctl import threadpool_limits
+
+from common import RESULTS, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("STYLESENSE_SHARED_DATA", ROOT / ".." / "shared" / "data"))
+
+# data set -> (events preset, events file, protocol, k, test days, models)
+SETS = {
+    "movielens": ("movielens", DATA / "movielens-100k" / "ml-100k.inter", "stratified", 10, 7,
+                  ["popular", "trending", "itemknn", "als", "bpr", "ease"]),
+    "hm": ("hm", DATA / "hm" / "transactions.csv", "temporal", 12, 28,
+           ["popular", "trending", "itemknn", "als", "bpr", "ease", "visual"]),
+}
+
+
+def home_for(name: str, threads: int):
+    from stylesense.datasets import hm_articles
+    from stylesense.engine import StyleSense
+
+    preset, events_path, *_ = SETS[name]
+    ss = StyleSense(RESULTS / "homes" / name, threads=threads)
+    report = ss.behaviour.import_events(events_path, preset=preset)
+    print(f"{name}: {report.rows} events ({report.inserted} new)")
+    if name == "hm" and not ss.store.count():
+        source = hm_articles(DATA / "hm")
+        started = time.perf_counter()
+        imported = ss.import_catalog(source.csv, source.image_template, id_column=source.id_column)
+        print(f"hm: {imported.added} catalogue items embedded in {time.perf_counter() - started:.0f} s")
+    return ss
+
+
+def run(name: str, trials: int, threads: int) -> dict:
+    _, _, protocol, k, test_days, models = SETS[name]
+    ss = home_for(name, threads)
+    b = ss.behaviour
+    tuned = {}
+    for model in models:
+        if model == "popular":
+            continue
+        started = time.perf_counter()
+        result = b.tune(model, protocol, trials=trials, k=k, test_days=test_days)
+        tuned[model] = {"validation_ndcg": result.best_value, "default_validation_ndcg": result.default_value,
+                        "params": result.best_params, "seconds": round(time.perf_counter() - started, 1)}
+        print(f"  tuned {model}: validation nDCG {result.default_value:.4f} -> {result.best_value:.4f} "
+              f"({tuned[model]['seconds']} s) {result.best_params}")
+    out = {"protocol": protocol, "k": k, "test_days": test_days if protocol == "temporal" else None,
+           "trials": trials, "tuned": tuned, "runs": {}}
+    for exclude in (True, False):
+        result = b.evaluate(protocol, models, k=k, test_days=test_days, exclude_seen=exclude)
+        from rich.console import Console
+
+        Console(width=160).print(result.table())
+        result.plot(RESULTS / f"recommenders-{name}-{'exclude' if exclude else 'include'}-seen.png")
+        out["runs"]["exclude_seen" if exclude else "include_seen"] = result.to_dict()
+    return out
+
+
+def verdicts(results: dict) -> list[str]:
+    lines = []
+    if "movielens" in results:
+        run = results["movielens"]["runs"]["exclude_seen"]["models"]
+        best = max(run, key=lambda m: run[m]["ndcg_at_k"])
+        lines.append(f"MovieLens best nDCG@10 {run[best]['ndcg_at_k']:.4f} ({best}) target >= 0.50")
+        for m in ("als", "bpr"):
+            lines.append(f"MovieLens {m} nDCG@10 {run[m]['ndcg_at_k']:.4f} target >= 0.44")
+        slowest = max(run, key=lambda m: run[m]["fit_seconds"])
+        lines.append(f"MovieLens slowest fit {run[slowest]['fit_seconds']:.2f} s ({slowest}) target < 60 s")
+        worst = max(run, key=lambda m: run[m]["recommend_ms_per_user"])
+        lines.append(f"MovieLens slowest recommend {run[worst]['recommend_ms_per_user']:.3f} ms/user ({worst}) target < 5")
+    if "hm" in results:
+        for key, run in results["hm"]["runs"].items():
+            models = run["models"]
+            pop = models["popular"]["recall_at_k"]
+            best = max(models, key=lambda m: models[m]["recall_at_k"])
+            ratio = models[best]["recall_at_k"] / pop if pop else float("inf")
+            lines.append(f"H&M {key}: best Recall@12 {models[best]['recall_at_k']:.4f} ({best}) = "
+                         f"{ratio:.2f}x popular's {pop:.4f}; target >= 2x")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--only", choices=sorted(SETS))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    names = [args.only] if args.only else list(SETS)
+    missing = [n for n in names if not SETS[n][1].is_file()]
+    if missing:
+        print(f"skipped: shared data for {', '.join(missing)} not found under {DATA}")
+        names = [n for n in names if n not in missing]
+        if not names:
+            return 0
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    results = {}
+    with threadpool_limits(args.threads):
+        for name in names:
+            results[name] = run(name, args.trials, args.threads)
+    results["verdicts"] = verdicts(results)
+    print("\n".join(results["verdicts"]))
+    write_json(RESULTS / "recommenders.json", results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

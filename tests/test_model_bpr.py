@@ -1,0 +1,153 @@
+"""BPR on a log with known block structure: recovery, the bias column, similar items, new
+shoppers from update(), determinism, save/load, parameter checks; and a check on real MovieLens
+ratings."""
+
+import numpy as np
+import optuna
+import pytest
+
+from recsys_fixtures import (
+    block_events,
+    block_of,
+    browse,
+    hit_rate,
+    holdout_last,
+    item_id,
+    user_id,
+    movielens_events,
+    own_block_share,
+    reloaded,
+)
+from stylesense.recommenders import Interactions
+from stylesense.recommenders.bpr import BPR
+from stylesense.recommenders.popular import Popular
+
+N_USERS, N_ITEMS, N_BLOCKS = 400, 200, 4
+SMALL = {"factors": 16, "iterations": 60, "learning_rate": 0.02}
+
+
+@pytest.fixture(scope="module")
+def split():
+    events = block_events(N_USERS, N_ITEMS, N_BLOCKS, per_user=12, noise=0.1, seed=1)
+    train, test = holdout_last(events, 2)
+    return Interactions.from_frame(train), test
+
+
+@pytest.fixture(scope="module")
+def fitted(split):
+    return BPR(**SMALL).fit(split[0])
+
+
+def test_recovers_block_structure_and_beats_popularity(split, fitted):
+    data, test = split
+    share = own_block_share(fitted)
+    assert share.mean() >= 0.95 and np.mean(share >= 0.8) >= 0.95
+    assert hit_rate(fitted, test) >= 3 * hit_rate(Popular().fit(data), test)
+
+
+def test_default_params_recover_the_structure_too(split):
+    assert own_block_share(BPR().fit(split[0])).mean() >= 0.95
+
+
+def test_factors_carry_implicits_bias_column(split, fitted):
+    assert fitted.user_factors.shape == (split[0].n_users, 17)
+    assert fitted.item_factors.shape == (split[0].n_items, 17)
+    np.testing.assert_array_equal(fitted.user_factors[:, -1], 1.0)  # so the dot adds the bias
+    u = np.arange(5)
+    np.testing.assert_allclose(
+        fitted.scores(u), fitted.user_factors[u] @ fitted.item_factors.T, rtol=1e-6
+    )
+
+
+def test_similar_items_come_from_the_same_block(fitted):
+    for item in (item_id(0, 0), item_id(1, 41), item_id(3, 99)):
+        similar = fitted.similar_items(item, k=5)
+        assert len(similar) == 5 and item not in [r.item_id for r in similar]
+        assert all(block_of(r.item_id) == block_of(item) for r in similar)
+
+
+def test_update_leaves_trained_users_alone_and_serves_new_shoppers(split):
+    data, _ = split
+    model = BPR(**SMALL).fit(data)
+    assert not model.updatable
+    before = model.scores(np.arange(data.n_users))
+    model.update(browse(user_id(0, 0), 3, N_ITEMS, N_BLOCKS, count=8, offset=4, type_="cart"))
+    np.testing.assert_array_equal(model.scores(np.arange(data.n_users)), before)
+
+    # A shopper first seen in update() is scored from their items' factors, not popularity.
+    popular = [r.item_id for r in Popular().fit(data).recommend("someone-unknown", k=10)]
+    for block in range(N_BLOCKS):
+        user = f"newcomer-{block}"
+        model.update(browse(user, block, N_ITEMS, N_BLOCKS, count=3, offset=6))
+        recs = [r.item_id for r in model.recommend(user, k=10)]
+        assert sum(block_of(i) == block for i in recs) >= 9 and recs != popular
+
+
+def test_fit_is_deterministic_for_a_seed(split):
+    data, _ = split
+    users = np.arange(data.n_users)
+    a = BPR(seed=3, **SMALL).fit(data).scores(users)
+    b = BPR(seed=3, **SMALL).fit(data).scores(users)
+    c = BPR(seed=4, **SMALL).fit(data).scores(users)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_save_load_round_trip_keeps_scores(split, tmp_path):
+    data, _ = split
+    model = BPR(**SMALL).fit(data)
+    model.update(browse("newcomer", 1, N_ITEMS, N_BLOCKS, count=4))
+    back = reloaded(model, tmp_path / "bpr.npz")
+    assert back.params == model.params
+    users = np.arange(len(model.user_ids))
+    np.testing.assert_array_equal(back.scores(users), model.scores(users))
+    assert back.recommend("newcomer") == model.recommend("newcomer")
+    assert back.similar_items(item_id(2, 2)) == model.similar_items(item_id(2, 2))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"factors": 0},
+        {"iterations": -5},
+        {"learning_rate": 0.0},
+        {"learning_rate": "fast"},
+        {"regularization": -0.1},
+        {"seed": 1.5},
+        {"threads": 0},
+        {"alpha": 1.0},
+    ],
+)
+def test_bad_params_raise(params):
+    with pytest.raises(ValueError):
+        BPR(**params)
+
+
+def test_search_space_gives_valid_models():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        params = BPR.search_space(study.ask())
+        assert set(params) == {"factors", "learning_rate", "regularization", "iterations"}
+        BPR(**params)
+
+
+@pytest.mark.shared
+def test_beats_popularity_on_movielens(shared_data):
+    events = movielens_events(shared_data / "movielens-100k")
+    train, test = holdout_last(events, 5)
+    data = Interactions.from_frame(train)
+    pop = hit_rate(Popular().fit(data), test)
+    assert hit_rate(BPR().fit(data), test) >= 1.3 * pop
+
+    # Shoppers left out of the fit and then streamed in through update() are served better
+    # than by popularity (the averaged-item-factor user vector).
+    rng = np.random.default_rng(0)
+    held = set(rng.choice(events["user_id"].unique(), 150, replace=False).tolist())
+    streamed, later = holdout_last(events[events["user_id"].isin(held)], 5)
+    data = Interactions.from_frame(events[~events["user_id"].isin(held)], items=events["item_id"].unique())
+    model = BPR().fit(data)
+    popular = Popular().fit(data)
+    for m in (model, popular):
+        m.update(streamed)
+    assert hit_rate(model, later) >= 1.3 * hit_rate(popular, later)
