@@ -131,14 +131,13 @@ def browse(
 
 
 def reloaded(model, path):
-    """``model`` saved to ``path`` and read back into a fresh instance of its own class (works
-    before the class is registered in ``stylesense.recommenders.MODELS``)."""
-    from stylesense.recommenders.base import Recommender, read_model_file
+    """``model`` saved to ``path`` and read back by ``load_recommender``."""
+    from stylesense.recommenders import load_recommender
 
     model.save(path)
-    header, arrays = read_model_file(path)
-    assert header["model"] == model.name
-    return Recommender._load_into(type(model)(**header["params"]), header, arrays)
+    back = load_recommender(path)
+    assert type(back) is type(model)
+    return back
 
 
 def movielens_events(root) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import pytest
 from scipy import sparse
 
 from recsys_fixtures import block_events, block_of
-from stylesense.recommenders.base import Recommender, read_model_file
+from stylesense.recommenders import load_recommender
 from stylesense.recommenders.data import Interactions
 from stylesense.recommenders.ease import EASE, ease_weights
 from stylesense.recommenders.popular import Popular
@@ -137,8 +137,7 @@ def test_save_load_round_trip(tmp_path, blocks):
     m.update(pd.DataFrame({"user_id": ["newbie", blocks.users[5]], "item_id": [blocks.items[3], blocks.items[7]],
                            "type": ["cart", "view"], "ts": [2_000_000_000] * 2}))
     m.save(tmp_path / "e.npz")
-    header, arrays = read_model_file(tmp_path / "e.npz")
-    back = Recommender._load_into(EASE(**header["params"]), header, arrays)
+    back = load_recommender(tmp_path / "e.npz")
     users = np.arange(len(m.user_ids))
     np.testing.assert_array_equal(back.scores(users), m.scores(users))
     assert back.params == {"l2": 30.0, "binary": False, "max_items": 100}

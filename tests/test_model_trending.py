@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stylesense.recommenders.base import Recommender, read_model_file
+from stylesense.recommenders import load_recommender
 from stylesense.recommenders.data import Interactions
 from stylesense.recommenders.trending import Trending
 
@@ -86,8 +86,7 @@ def test_save_load_round_trip(tmp_path):
     m = fit(half_life_days=3.0)
     m.update(pd.DataFrame({"user_id": ["zed"], "item_id": ["new"], "type": ["cart"], "ts": [T0 + 20 * DAY]}))
     m.save(tmp_path / "t.npz")
-    header, arrays = read_model_file(tmp_path / "t.npz")
-    back = Recommender._load_into(Trending(**header["params"]), header, arrays)
+    back = load_recommender(tmp_path / "t.npz")
     users = np.arange(len(m.user_ids))
     np.testing.assert_array_equal(back.scores(users), m.scores(users))
     assert back.t_ref == m.t_ref and back.params == m.params

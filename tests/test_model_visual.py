@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stylesense.recommenders.base import Recommender, read_model_file
+from stylesense.recommenders import load_recommender
 from stylesense.recommenders.data import Interactions
 from stylesense.recommenders.visual import Visual
 
@@ -159,9 +159,9 @@ def test_save_load_round_trip(tmp_path):
     m.update(view("s2_3", ["c4_1", "c4_2"]))
     m.update(view("walk_in", ["c1_8"]))
     m.save(tmp_path / "v.npz")
-    header, arrays = read_model_file(tmp_path / "v.npz")
-    assert arrays["state_vectors"].dtype == np.float32
-    back = Recommender._load_into(Visual(**header["params"]), header, arrays)
+    with np.load(tmp_path / "v.npz") as f:
+        assert f["state_vectors"].dtype == np.float32
+    back = load_recommender(tmp_path / "v.npz")
     users = np.arange(len(m.user_ids))
     np.testing.assert_array_equal(back.scores(users), m.scores(users))
     np.testing.assert_array_equal(back.vectors, m.vectors)

@@ -6,11 +6,14 @@ killed mid-write (SIGKILL, OOM, power cut) leaves the previous version loadable.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+import numpy as np
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
@@ -40,6 +43,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def save_npz(path: str | os.PathLike, header: dict, arrays: dict[str, np.ndarray]) -> None:
+    """A JSON header plus arrays as one .npz, written atomically: the one file format of
+    indexes and models, readable without pickle."""
+    atomic_write(path, lambda f: np.savez(f, header=np.array(json.dumps(header)), **arrays))
+
+
+def load_npz(path: str | os.PathLike, version: int, what: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, arrays) of a ``save_npz`` file whose header has ``format == version``; never
+    unpickles, so a tampered file cannot run code."""
+    with np.load(Path(path), allow_pickle=False) as data:
+        header = json.loads(str(data["header"]))
+        arrays = {name: data[name] for name in data.files if name != "header"}
+    if header.get("format") != version:
+        raise ValueError(f"{path}: unsupported {what} format {header.get('format')!r}")
+    return header, arrays
 
 
 def _remove_stale_temps(path: Path) -> None:

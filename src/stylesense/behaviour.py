@@ -48,6 +48,20 @@ class Behaviour:
     def weights(self) -> dict[str, float]:
         return dict(self.ss.config.event_weights or DEFAULT_WEIGHTS)
 
+    def set_weights(self, changes: Mapping[str, float]) -> dict[str, float]:
+        """Change (or add) event types' implicit-feedback weights; models trained later use
+        them. A new type name becomes a valid event type."""
+        weights = self.weights
+        for name, value in changes.items():
+            value = float(value)
+            if not name.strip() or not value >= 0 or value == float("inf"):
+                raise ValueError(f"weight of {name!r} must be a finite number >= 0, got {value}")
+            weights[name.strip().lower()] = value
+        self.ss.config.event_weights = weights
+        self.ss.home.save_config(self.ss.config)
+        self.events = EventStore(self.ss.store.engine, known_types=weights)
+        return weights
+
     @property
     def exclude_seen(self) -> bool:
         return True if self.ss.config.exclude_seen is None else self.ss.config.exclude_seen

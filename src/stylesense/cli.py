@@ -296,6 +296,19 @@ def events_add(
     out.print(f"recorded {event_type} of {item} by {user}")
 
 
+@events_app.command("weights")
+def events_weights(
+    changes: Annotated[Optional[list[str]], typer.Argument(metavar="[TYPE=WEIGHT]...", help="e.g. purchase=10 wishlist=3")] = None,
+) -> None:
+    """Show, or change, how much each event type counts as implicit feedback (retrain after)."""
+    ss = _open()
+    try:
+        weights = ss.behaviour.set_weights(_params(changes)) if changes else ss.behaviour.weights
+    except ValueError as e:
+        _fail(str(e))
+    out.print(", ".join(f"{name}={value:g}" for name, value in weights.items()))
+
+
 def _params(pairs: list[str] | None) -> dict[str, str]:
     params: dict[str, str] = {}
     for pair in pairs or []:

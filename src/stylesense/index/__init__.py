@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import VectorIndex, read_npz
+from stylesense.atomic import load_npz
+
+from .base import FORMAT_VERSION, VectorIndex
 from .flat import FlatIndex
 from .hnsw import HNSWIndex
 from .ivf import IVFIndex
@@ -40,7 +42,7 @@ def make_index(kind: str, dim: int, n_expected: int = 0, **params) -> VectorInde
 
 def load_index(path: Path) -> VectorIndex:
     """Read an index saved by ``VectorIndex.save``; the file says which kind it is."""
-    header, arrays = read_npz(path)
+    header, arrays = load_npz(path, FORMAT_VERSION, "index")
     if header.get("kind") not in KINDS:
         raise ValueError(f"{path}: unknown index kind {header.get('kind')!r}")
     return KINDS[header["kind"]]._restore(header, arrays)

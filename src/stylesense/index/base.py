@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from stylesense.atomic import atomic_write
+from stylesense.atomic import save_npz
 
 FORMAT_VERSION = 1
 TUNE_K = 10
@@ -88,7 +87,7 @@ class VectorIndex(ABC):
         """Write the index to ONE file, atomically (a crash leaves the previous file intact)."""
         header, arrays = self._state()
         header = {"format": FORMAT_VERSION, "kind": self.kind, "dim": self.dim, **header}
-        atomic_save_npz(Path(path), header, arrays)
+        save_npz(path, header, arrays)
 
     # --- implementation hooks -------------------------------------------------------------
     @abstractmethod
@@ -489,21 +488,6 @@ def split_for_tuning(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     held = np.sort(rng.choice(n, size=min(TUNE_QUERIES, n // 10), replace=False))
     rest = np.setdiff1d(np.arange(n), held, assume_unique=True)
     return rest, held
-
-
-def atomic_save_npz(path: Path, header: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Write header + arrays as one .npz, atomically (see ``stylesense.atomic``)."""
-    atomic_write(path, lambda f: np.savez(f, header=np.array(json.dumps(header)), **arrays))
-
-
-def read_npz(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """(header, arrays) of a file written by ``atomic_save_npz``; never unpickles."""
-    with np.load(Path(path), allow_pickle=False) as data:
-        header = json.loads(str(data["header"]))
-        arrays = {name: data[name] for name in data.files if name != "header"}
-    if header.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported index format {header.get('format')!r}")
-    return header, arrays
 
 
 def clustered_unit_vectors(

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stylesense.recommenders.base import Recommendation, Recommender, read_model_file
+from stylesense.atomic import load_npz
+from stylesense.recommenders.base import FORMAT_VERSION, Recommendation, Recommender
 from stylesense.recommenders.data import DEFAULT_WEIGHTS, Interactions
 from stylesense.recommenders.als import ALS
 from stylesense.recommenders.bpr import BPR
@@ -31,7 +32,10 @@ def make_recommender(name: str, **params: Any) -> Recommender:
 
 
 def load_recommender(path: str | Path) -> Recommender:
-    header, arrays = read_model_file(path)
+    """Any saved model; the file names its class."""
+    header, arrays = load_npz(path, FORMAT_VERSION, "model")
+    if header.get("model") not in MODELS:
+        raise ValueError(f"{path}: unknown model {header.get('model')!r}")
     model = make_recommender(header["model"], **header["params"])
     return Recommender._load_into(model, header, arrays)
 

@@ -13,7 +13,6 @@ reflect the new behaviour on the next ``recommend`` without a retrain; ``updatab
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from stylesense.atomic import atomic_write
+from stylesense.atomic import save_npz
 from stylesense.recommenders.data import Interactions
 
 FORMAT_VERSION = 1
@@ -53,9 +52,12 @@ class Recommender(ABC):
                 f"{self.name}: unknown parameter(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(self.defaults)) or 'none'}"
             )
-        self.params: dict[str, Any] = {
-            k: _coerce(params[k], v) if k in params else v for k, v in self.defaults.items()
-        }
+        self.params: dict[str, Any] = {}
+        for key, default in self.defaults.items():
+            try:
+                self.params[key] = _coerce(params[key], default) if key in params else default
+            except ValueError as e:
+                raise ValueError(f"{self.name}: parameter {key}: {e}") from None
         self._data: Interactions | None = None
         self.meta: dict[str, Any] = {}  # the caller's bookkeeping (e.g. last event id trained on)
 
@@ -252,7 +254,7 @@ class Recommender(ABC):
             "extra_items": np.asarray([i for u in extra_users for i in self._extra[u]], dtype=np.int64),
             **{f"state_{k}": v for k, v in self._state().items()},
         }
-        atomic_write(path, lambda f: np.savez(f, header=np.array(json.dumps(header)), **arrays))
+        save_npz(path, header, arrays)
 
     @classmethod
     def _load_into(cls, model: "Recommender", header: dict, arrays: dict[str, np.ndarray]) -> "Recommender":
@@ -274,16 +276,6 @@ class Recommender(ABC):
         }
         model._restore({k[6:]: v for k, v in arrays.items() if k.startswith("state_")})
         return model
-
-
-def read_model_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """(header, arrays) of a saved model; never unpickles."""
-    with np.load(Path(path), allow_pickle=False) as f:
-        header = json.loads(str(f["header"]))
-        arrays = {name: f[name] for name in f.files if name != "header"}
-    if header.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported model format {header.get('format')!r}")
-    return header, arrays
 
 
 def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
