@@ -108,7 +108,7 @@ def test_recency_weighting_matters():
     history = view("h", [f"c1_{k}" for k in range(6)] + ["c2_0", "c2_1"])
     answers = {}
     for params in ({"recent": 2}, {"recent": 10, "decay": 1.0}, {"recent": 10, "decay": 0.3}):
-        m = fit(**params)
+        m = fit(pooling="mean", **params)
         m.update(history)
         answers[tuple(sorted(params.items()))] = cluster_of(m.recommend("h", 1)[0].item_id)
     assert answers == {
@@ -119,6 +119,20 @@ def test_recency_weighting_matters():
     assert base.recent_items(base.user_index["s0_0"])[0].tolist() == [
         base.data.item_index[f"c0_{k}"] for k in reversed(range(SOLD))
     ]
+
+
+def test_max_pooling_follows_the_newest_taste_and_keeps_the_old_one():
+    history = view("h", [f"c1_{k}" for k in range(6)] + ["c2_0", "c2_1"])
+    tops = {}
+    for pooling in ("mean", "max"):
+        m = fit(pooling=pooling)
+        m.update(history)
+        tops[pooling] = [cluster_of(r.item_id) for r in m.recommend("h", 10)]
+    assert tops["mean"][0] == 1  # six older views outweigh two new ones in the mean vector
+    assert tops["max"][0] == 2  # the newest view leads ...
+    assert {1, 2} <= set(tops["max"])  # ... and the older taste is still served
+    with pytest.raises(ValueError, match="pooling"):
+        Visual(pooling="median")
 
 
 def test_repeated_views_count_once_at_their_latest_position():
@@ -187,8 +201,11 @@ class FakeTrial:
         assert low < high and (not log or low > 0)
         return (low + high) // 2
 
+    def suggest_categorical(self, name, choices):
+        return choices[-1]
+
 
 def test_search_space_builds_a_valid_model():
     params = Visual.search_space(FakeTrial())
-    assert set(params) == {"recent", "decay"}
+    assert set(params) == {"recent", "decay", "pooling"}
     fit(**params)

@@ -444,8 +444,9 @@ def demo(
     query: Annotated[Optional[str], typer.Option(help="Item id to search with (default: the first item).")] = None,
     k: Annotated[int, typer.Option("-k")] = 5,
 ) -> None:
-    """Build the demo catalogue (the shared Kaggle set, else Fashion-MNIST), import it and search."""
-    from stylesense.datasets import demo_catalog
+    """Build the demo catalogue (the shared Kaggle set, else Fashion-MNIST), import it and search;
+    then simulate shoppers, train a recommender and show a live view changing one shopper's list."""
+    from stylesense.datasets import demo_catalog, simulated_shoppers
 
     ss = _open()
     source = demo_catalog(ss.home.root / "demo-data")
@@ -457,6 +458,31 @@ def demo(
         _fail(f"no item {query_id!r} in the demo catalogue")
     out.print(f"items similar to {query_id} {json.dumps(items[query_id].attrs, ensure_ascii=False)}")
     _print_hits(ss.search(item=query_id, k=k), as_json=False)
+
+    category = {i: str(it.attrs.get("articleType", "")) for i, it in items.items()}
+    events = simulated_shoppers(category, ss.home.root / "demo-data")
+    report = ss.behaviour.import_events(events, user_column="user_id", item_column="item_id",
+                                        time_column="ts", type_column="type")
+    out.print(f"\nsimulated shoppers: {report.rows} events ({report.inserted} new) from {events}")
+    model, seconds = ss.behaviour.train("itemknn")
+    out.print(f"trained itemknn on {model.data.n_users} shoppers in {seconds:.2f} s")
+    _print_recs("shopper0", ss.behaviour.recommend("shopper0", k), category)
+    ss.behaviour.train("visual")
+    liked = {category[r.item_id] for r in ss.behaviour.recommend("shopper0", k)}
+    new_taste = next(c for c in sorted(set(category.values())) if c not in liked)
+    for item in [i for i, c in category.items() if c == new_taste][:3]:
+        ss.behaviour.add_event("shopper0", item, "view")
+    out.print(f"shopper0 now views 3 items of {new_taste!r}; the visual model follows at once (no retrain):")
+    _print_recs("shopper0", ss.behaviour.recommend("shopper0", k), category)
+
+
+def _print_recs(user: str, recs: list, category: dict[str, str]) -> None:
+    table = Table(title=f"recommendations for {user}")
+    for col in ("#", "item", "category", "why"):
+        table.add_column(col)
+    for rank, r in enumerate(recs, 1):
+        table.add_row(str(rank), r.item_id, category.get(r.item_id, ""), r.reason or "")
+    out.print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -124,6 +124,46 @@ def fashion_mnist(
                          label_columns=("articleType",))
 
 
+def simulated_shoppers(
+    items: Mapping[str, str], dest: Path, n_users: int = 400, per_user: int = 15,
+    per_category: int = 25, seed: int = 0,
+) -> Path:
+    """A SIMULATED event log for the demo catalogue (which has no real behaviour data), as a CSV
+    with columns user_id, item_id, type, ts.
+
+    ``items`` maps item id -> category; the shoppers use the first ``per_category`` items of
+    each category (a dense log, so that collaborative models have co-occurrences to learn).
+    Each shopper favours one category (80% of their events) and browses at random otherwise; every event is a view, and some views lead on to a click,
+    a cart and a purchase, as in a shop's funnel. Real evaluation uses the shared H&M and
+    MovieLens logs; this only shows the commands working end to end on any machine.
+    """
+    rng = np.random.default_rng(seed)
+    by_category: dict[str, list[str]] = {}
+    for item, category in items.items():
+        shelf = by_category.setdefault(category, [])
+        if len(shelf) < per_category:
+            shelf.append(item)
+    categories = sorted(by_category)
+    all_items = [item for shelf in by_category.values() for item in shelf]
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    rows = []
+    for u in range(n_users):
+        favourite = by_category[categories[u % len(categories)]]
+        t = start + pd.Timedelta(minutes=int(rng.integers(0, 30 * 24 * 60)))
+        for _ in range(per_user):
+            pool = favourite if rng.random() < 0.8 else all_items
+            item = pool[int(rng.integers(len(pool)))]
+            for step in ("view", "click", "cart", "purchase"):
+                rows.append((f"shopper{u}", item, step, t.isoformat()))
+                t += pd.Timedelta(minutes=int(rng.integers(1, 30)))
+                if rng.random() > 0.35:
+                    break
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "type", "ts"])
+    path = Path(dest) / "events.csv"
+    _write_atomic(path, frame.to_csv(index=False).encode())
+    return path
+
+
 def shared_data_dir(base: Path | None = None) -> Path | None:
     """The shared development data folder, or None where this machine has none.
 

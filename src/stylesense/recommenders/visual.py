@@ -7,10 +7,12 @@ before ``fit``::
     Visual(recent=10).with_vectors(item_ids, vectors).fit(interactions)
 
 where ``interactions`` was built with ``Interactions.from_frame(events, items=catalogue_ids)``
-so unsold catalogue items have a column. The shopper's profile is the recency-weighted mean of
-the vectors of their last ``recent`` distinct items (``decay ** steps_back``); scores are the
-cosine between each item and that profile. Real time: the profile is rebuilt from the current
-sequence, update events included.
+so unsold catalogue items have a column. The shopper's last ``recent`` distinct items carry
+recency weights ``decay ** steps_back``. With ``pooling="max"`` (default) an item scores its
+best weighted cosine to any of them, so a shopper with two tastes (or a new one this session)
+gets items like each, led by the newest; ``"mean"`` scores the cosine to the weighted mean
+vector, which blurs two tastes into items that look like neither. Real time: the scores are
+rebuilt from the current sequence, update events included.
 
 Items without a vector (no photo) score -inf: this model has nothing to say about them and
 never recommends them, not even in its popularity fallback.
@@ -33,7 +35,7 @@ class Visual(Recommender):
     """Cosine between item image vectors and a recency-weighted profile of recent items."""
 
     name = "visual"
-    defaults = {"recent": 10, "decay": 0.8}
+    defaults = {"recent": 10, "decay": 0.8, "pooling": "max"}
     updatable = True  # the profile is rebuilt from the sequence, which includes updates
 
     def __init__(self, **params: Any) -> None:
@@ -43,6 +45,8 @@ class Visual(Recommender):
             raise ValueError(f"visual: recent must be a positive integer, got {recent!r}")
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
             raise ValueError(f"visual: decay must be in (0, 1], got {decay!r}")
+        if self.params["pooling"] not in ("max", "mean"):
+            raise ValueError(f"visual: pooling must be max or mean, got {self.params['pooling']!r}")
         self.params.update(recent=int(recent), decay=float(decay))
         self._pending: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -51,6 +55,7 @@ class Visual(Recommender):
         return {
             "recent": trial.suggest_int("recent", 1, 50, log=True),
             "decay": trial.suggest_float("decay", 0.3, 1.0),
+            "pooling": trial.suggest_categorical("pooling", ["max", "mean"]),
         }
 
     def with_vectors(self, item_ids: Sequence[str], vectors: np.ndarray) -> "Visual":
@@ -119,11 +124,21 @@ class Visual(Recommender):
         return out
 
     def _scores(self, users: np.ndarray, history: sparse.csr_matrix) -> np.ndarray:
-        prof = self.profiles(users)
         out = np.full((len(users), self.data.n_items), -np.inf, dtype=np.float32)
-        out[:, self.vector_items] = prof @ self.vectors.T
-        blank = ~prof.any(axis=1)  # nothing of theirs has a vector: popularity (vector items)
-        if blank.any():
+        if self.params["pooling"] == "mean":
+            prof = self.profiles(users)
+            out[:, self.vector_items] = prof @ self.vectors.T
+            blank = ~prof.any(axis=1)
+        else:
+            blank = np.zeros(len(users), dtype=bool)
+            for row, u in enumerate(np.asarray(users).tolist()):
+                items, w = self.recent_items(u)
+                if len(items) == 0:
+                    blank[row] = True
+                    continue
+                sims = self.vectors @ (self.vectors[self.row[items]].T * w)
+                out[row, self.vector_items] = sims.max(axis=1)
+        if blank.any():  # nothing of theirs has a vector: popularity (vector items)
             out[blank] = self.popularity
         return out
 
