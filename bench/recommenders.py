@@ -69,7 +69,7 @@ def run(name: str, trials: int, threads: int) -> dict:
         print(f"  tuned {model}: validation nDCG {result.default_value:.4f} -> {result.best_value:.4f} "
               f"({tuned[model]['seconds']} s) {result.best_params}")
     out = {"protocol": protocol, "k": k, "test_days": test_days if protocol == "temporal" else None,
-           "trials": trials, "tuned": tuned, "runs": {}}
+           "trials": trials, "tuned": tuned, "runs": {}, "serving": serving(b, models, k)}
     for exclude in (True, False):
         result = b.evaluate(protocol, models, k=k, test_days=test_days, exclude_seen=exclude)
         from rich.console import Console
@@ -77,6 +77,23 @@ def run(name: str, trials: int, threads: int) -> dict:
         Console(width=160).print(result.table())
         result.plot(RESULTS / f"recommenders-{name}-{'exclude' if exclude else 'include'}-seen.png")
         out["runs"]["exclude_seen" if exclude else "include_seen"] = result.to_dict()
+    return out
+
+
+def serving(b, models: list[str], k: int, n_users: int = 200) -> dict:
+    """Train each model on every event (tuned parameters), then time single-user `recommend`
+    calls the way a front end makes them: each call also folds in events newer than the model."""
+    out = {}
+    for model in models:
+        fitted, fit_seconds = b.train(model)
+        users = fitted.user_ids[:n_users]
+        b.recommend(users[0], k, model=model)  # warm: load the file once
+        started = time.perf_counter()
+        for user in users:
+            b.recommend(user, k, model=model)
+        out[model] = {"train_seconds": round(fit_seconds, 3),
+                      "recommend_ms": round(1000 * (time.perf_counter() - started) / len(users), 3)}
+        print(f"  serving {model}: fit {fit_seconds:.2f} s, recommend {out[model]['recommend_ms']:.2f} ms/user")
     return out
 
 
@@ -88,10 +105,11 @@ def verdicts(results: dict) -> list[str]:
         lines.append(f"MovieLens best nDCG@10 {run[best]['ndcg_at_k']:.4f} ({best}) target >= 0.50")
         for m in ("als", "bpr"):
             lines.append(f"MovieLens {m} nDCG@10 {run[m]['ndcg_at_k']:.4f} target >= 0.44")
-        slowest = max(run, key=lambda m: run[m]["fit_seconds"])
-        lines.append(f"MovieLens slowest fit {run[slowest]['fit_seconds']:.2f} s ({slowest}) target < 60 s")
-        worst = max(run, key=lambda m: run[m]["recommend_ms_per_user"])
-        lines.append(f"MovieLens slowest recommend {run[worst]['recommend_ms_per_user']:.3f} ms/user ({worst}) target < 5")
+        serve = results["movielens"]["serving"]
+        slowest = max(serve, key=lambda m: serve[m]["train_seconds"])
+        lines.append(f"MovieLens slowest fit on all events {serve[slowest]['train_seconds']:.2f} s ({slowest}) target < 60 s")
+        worst = max(serve, key=lambda m: serve[m]["recommend_ms"])
+        lines.append(f"MovieLens slowest single-user recommend {serve[worst]['recommend_ms']:.2f} ms ({worst}) target < 5")
     if "hm" in results:
         for key, run in results["hm"]["runs"].items():
             models = run["models"]
