@@ -5,6 +5,7 @@ ratings."""
 import numpy as np
 import optuna
 import pytest
+import torch
 
 from recsys_fixtures import (
     block_events,
@@ -23,7 +24,7 @@ from stylesense.recommenders.bpr import BPR
 from stylesense.recommenders.popular import Popular
 
 N_USERS, N_ITEMS, N_BLOCKS = 400, 200, 4
-SMALL = {"factors": 16, "iterations": 60, "learning_rate": 0.02}
+SMALL = {"factors": 16, "epochs": 40, "learning_rate": 0.02, "batch_size": 256}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_default_params_recover_the_structure_too(split):
     assert own_block_share(BPR().fit(split[0])).mean() >= 0.95
 
 
-def test_factors_carry_implicits_bias_column(split, fitted):
+def test_factors_carry_the_item_bias_column(split, fitted):
     assert fitted.user_factors.shape == (split[0].n_users, 17)
     assert fitted.item_factors.shape == (split[0].n_items, 17)
     np.testing.assert_array_equal(fitted.user_factors[:, -1], 1.0)  # so the dot adds the bias
@@ -93,6 +94,18 @@ def test_fit_is_deterministic_for_a_seed(split):
     assert not np.array_equal(a, c)
 
 
+def test_threads_work_and_the_torch_setting_is_restored(split, fitted):
+    data, _ = split
+    before = torch.get_num_threads()
+    quick = {**SMALL, "epochs": 3}
+    one = BPR(threads=1, **quick).fit(data)
+    two = BPR(threads=2, **quick).fit(data)
+    assert torch.get_num_threads() == before
+    assert one.params["threads"] == 1 and fitted.params["threads"] == 1  # the default
+    users = np.arange(data.n_users)
+    np.testing.assert_allclose(one.scores(users), two.scores(users), rtol=1e-4, atol=1e-5)
+
+
 def test_save_load_round_trip_keeps_scores(split, tmp_path):
     data, _ = split
     model = BPR(**SMALL).fit(data)
@@ -109,7 +122,10 @@ def test_save_load_round_trip_keeps_scores(split, tmp_path):
     "params",
     [
         {"factors": 0},
-        {"iterations": -5},
+        {"epochs": -5},
+        {"epochs": 2.5},
+        {"batch_size": 0},
+        {"iterations": 10},
         {"learning_rate": 0.0},
         {"learning_rate": "fast"},
         {"regularization": -0.1},
@@ -128,8 +144,11 @@ def test_search_space_gives_valid_models():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(20):
         params = BPR.search_space(study.ask())
-        assert set(params) == {"factors", "learning_rate", "regularization", "iterations"}
+        assert set(params) == {"factors", "learning_rate", "regularization", "epochs"}
         BPR(**params)
+
+
+QUICK_ML = {"factors": 64, "epochs": 40}  # a few seconds on MovieLens-100K
 
 
 @pytest.mark.shared
@@ -138,7 +157,7 @@ def test_beats_popularity_on_movielens(shared_data):
     train, test = holdout_last(events, 5)
     data = Interactions.from_frame(train)
     pop = hit_rate(Popular().fit(data), test)
-    assert hit_rate(BPR().fit(data), test) >= 1.3 * pop
+    assert hit_rate(BPR(**QUICK_ML).fit(data), test) >= 1.3 * pop
 
     # Shoppers left out of the fit and then streamed in through update() are served better
     # than by popularity (the averaged-item-factor user vector).
@@ -146,7 +165,7 @@ def test_beats_popularity_on_movielens(shared_data):
     held = set(rng.choice(events["user_id"].unique(), 150, replace=False).tolist())
     streamed, later = holdout_last(events[events["user_id"].isin(held)], 5)
     data = Interactions.from_frame(events[~events["user_id"].isin(held)], items=events["item_id"].unique())
-    model = BPR().fit(data)
+    model = BPR(**QUICK_ML).fit(data)
     popular = Popular().fit(data)
     for m in (model, popular):
         m.update(streamed)
