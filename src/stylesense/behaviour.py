@@ -145,8 +145,9 @@ class Behaviour:
             if not path.exists():
                 raise HomeError(f"no trained {name!r} model in this home: run `stylesense train --model {name}`")
             model = self._models[name] = load_recommender(path)
-        newer = self.events.frame(after_pk=int(model.meta.get("applied_pk", 0)))
-        if not newer.empty:
+        applied = int(model.meta.get("applied_pk", 0))
+        if self.events.max_pk() > applied:  # one indexed query; the frame only when needed
+            newer = self.events.frame(after_pk=applied)
             model.update(newer)
             model.meta["applied_pk"] = int(newer["pk"].max())
         return model

@@ -93,10 +93,11 @@ class Recommender(ABC):
         by ``update`` (index >= ``n_fitted_users``)."""
 
     # -- scoring ----------------------------------------------------------------------
-    def scores(self, users: np.ndarray) -> np.ndarray:
-        """Scores for user indices; users with an empty history get popularity (cold start)."""
+    def scores(self, users: np.ndarray, rows: sparse.csr_matrix | None = None) -> np.ndarray:
+        """Scores for user indices (``rows``: their history rows, if already sliced); users
+        with an empty history get popularity (cold start)."""
         users = np.asarray(users, dtype=np.int64)
-        rows = self.history[users]
+        rows = self.history[users] if rows is None else rows
         out = np.asarray(self._scores(users, rows), dtype=np.float32)
         cold = np.diff(rows.indptr) == 0
         if cold.any():
@@ -118,11 +119,12 @@ class Recommender(ABC):
         top_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
         for start in range(0, len(users), BATCH_USERS):
             block = users[start : start + BATCH_USERS]
-            s = self.scores(block)
+            rows = self.history[block]
+            s = self.scores(block, rows)
             if allowed is not None:
                 s[:, ~allowed] = -np.inf
             if exclude_seen:
-                seen = self.history[block].tocoo()
+                seen = rows.tocoo()
                 s[seen.row, seen.col] = -np.inf
             idx, val = _top_k(s, k)
             top[start : start + len(block), : idx.shape[1]] = idx
@@ -147,11 +149,10 @@ class Recommender(ABC):
             idx, val = _top_k(scores[None, :], k)
             return [Recommendation(str(self.item_ids[i]), float(s)) for i, s in zip(idx[0], val[0]) if np.isfinite(s)]
         idx, val = self.recommend_batch(np.array([u]), k, exclude_seen=exclude_seen, allowed=allowed)
-        return [
-            Recommendation(str(self.item_ids[i]), float(s), self._reason(u, int(i)))
-            for i, s in zip(idx[0], val[0])
-            if i >= 0
-        ]
+        keep = idx[0] >= 0
+        items, scores = idx[0][keep], val[0][keep]
+        reasons = self._reasons(u, items)
+        return [Recommendation(str(self.item_ids[i]), float(s), r) for i, s, r in zip(items, scores, reasons)]
 
     def similar_items(self, item: str, k: int = 10) -> list[Recommendation]:
         i = self.data.item_index.get(str(item))
@@ -170,9 +171,14 @@ class Recommender(ABC):
         norms = np.sqrt(np.asarray(m.sum(axis=1)).ravel())
         return co / np.maximum(norms * norms[item], 1e-9)
 
+    def _reasons(self, user: int, items: np.ndarray) -> list[str | None]:
+        """A short "why" per recommended item. Models whose reason comes from the user's
+        history row override this to compute all k at once (one row lookup, not k)."""
+        return [self._reason(user, int(i)) for i in items]
+
     def _reason(self, user: int, item: int) -> str | None:
-        """A short "why" for one recommendation; the default: the most similar item in the
-        user's history, for models whose ``_similar`` is meaningful."""
+        """The "why" of one item; the default: the most similar item in the user's history,
+        for models whose ``_similar`` is meaningful."""
         seq = self.sequence(user)
         if len(seq) == 0:
             return None

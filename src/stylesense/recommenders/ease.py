@@ -101,19 +101,19 @@ class EASE(Recommender):
         out[self.kept] = self.B[p]  # row p: how much having `item` raises each other item
         return out
 
-    def _reason(self, user: int, item: int) -> str | None:
-        """The history item contributing most to this item's score (``x_r * B[r, item]``)."""
-        p = self.pos[item]
-        if p < 0:
-            return None
+    def _reasons(self, user: int, items: np.ndarray) -> list[str | None]:
+        """Per item, the history item contributing most to its score (``x_r * B[r, item]``)."""
         row = self._input(self.history[user, self.kept])
+        pos = self.pos[np.asarray(items, dtype=np.int64)]
         if row.nnz == 0:
-            return None
-        contrib = row.data * self.B[row.indices, p]
-        best = int(np.argmax(contrib))
-        if contrib[best] <= 0:
-            return None
-        return f"because you interacted with {self.item_ids[self.kept[row.indices[best]]]}"
+            return [None] * len(pos)
+        contrib = row.data[:, None] * self.B[row.indices][:, np.maximum(pos, 0)]
+        best = contrib.argmax(axis=0)
+        return [
+            f"because you interacted with {self.item_ids[self.kept[row.indices[b]]]}"
+            if p >= 0 and contrib[b, j] > 0 else None
+            for j, (p, b) in enumerate(zip(pos.tolist(), best.tolist()))
+        ]
 
     # -- persistence --------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -85,16 +85,17 @@ class ItemKNN(Recommender):
     def _similar(self, item: int) -> np.ndarray:
         return self.similarity[item].toarray().ravel()
 
-    def _reason(self, user: int, item: int) -> str | None:
-        """The history item that contributes most to this item's score."""
+    def _reasons(self, user: int, items: np.ndarray) -> list[str | None]:
+        """Per item, the history item that contributes most to its score."""
         row = self.history[user]
         if row.nnz == 0:
-            return None
-        contrib = row.data * self.similarity[row.indices][:, item].toarray().ravel()
-        best = int(np.argmax(contrib))
-        if contrib[best] <= 0:
-            return None
-        return f"similar to {self.item_ids[row.indices[best]]} you interacted with"
+            return [None] * len(items)
+        contrib = row.data[:, None] * self.similarity[row.indices][:, np.asarray(items)].toarray()
+        best = contrib.argmax(axis=0)
+        return [
+            f"similar to {self.item_ids[row.indices[b]]} you interacted with" if contrib[b, j] > 0 else None
+            for j, b in enumerate(best.tolist())
+        ]
 
     def _state(self) -> dict[str, np.ndarray]:
         s = self.similarity
