@@ -11,7 +11,8 @@ Each tunable model gets `--trials` Optuna trials on a validation split carved fr
 evaluation. Both exclude-seen settings are evaluated to record which one each data set wants.
 Homes are kept under bench/results/homes/ so a rerun skips the photo embedding.
 
-    python bench/recommenders.py [--trials 20] [--only movielens|hm] [--protocol last-item] [--threads 2]
+    python bench/recommenders.py [--trials 20] [--only movielens|hm] [--protocol last-item]
+                                 [--reuse-tuned] [--threads 2]
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def home_for(name: str, threads: int):
     return ss
 
 
-def run(name: str, protocol: str | None, trials: int, threads: int) -> dict:
+def run(name: str, protocol: str | None, trials: int, threads: int, reuse: bool = False) -> dict:
     from stylesense.recommenders import MODELS
 
     _, _, main_protocol, k, test_days, models = SETS[name]
@@ -67,7 +68,13 @@ def run(name: str, protocol: str | None, trials: int, threads: int) -> dict:
         if model == "popular":
             continue
         started = time.perf_counter()
-        result = b.tune(model, protocol, trials=trials, k=k, test_days=test_days)
+        saved = b.tuned_path(model, protocol)
+        if reuse and saved.exists():
+            from stylesense.evaluation.tuning import TuneResult
+
+            result = TuneResult.from_json(saved)
+        else:
+            result = b.tune(model, protocol, trials=trials, k=k, test_days=test_days)
         tuned[model] = {"validation_ndcg": result.best_value, "default_validation_ndcg": result.default_value,
                         "params": result.best_params, "seconds": round(time.perf_counter() - started, 1)}
         print(f"  tuned {model}: validation nDCG {result.default_value:.4f} -> {result.best_value:.4f} "
@@ -138,6 +145,7 @@ def main() -> int:
     parser.add_argument("--only", choices=sorted(SETS))
     parser.add_argument("--protocol", help="instead of each data set's main protocol (e.g. last-item)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reuse-tuned", action="store_true", help="use parameters an earlier run tuned (saved in the bench homes)")
     args = parser.parse_args()
     names = [args.only] if args.only else list(SETS)
     missing = [n for n in names if not SETS[n][1].is_file()]
@@ -150,7 +158,7 @@ def main() -> int:
     results = {}
     with threadpool_limits(args.threads):
         for name in names:
-            results[name] = run(name, args.protocol, args.trials, args.threads)
+            results[name] = run(name, args.protocol, args.trials, args.threads, args.reuse_tuned)
     results["verdicts"] = verdicts(results)
     print("\n".join(results["verdicts"]))
     write_json(RESULTS / f"recommenders{'-' + args.protocol if args.protocol else ''}.json", results)
