@@ -321,7 +321,7 @@ def _params(pairs: list[str] | None) -> dict[str, str]:
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option(help="popular, trending, itemknn, als, bpr, ease or visual.")],
+    model: Annotated[str, typer.Option(help="popular, trending, itemknn, als, bpr, ease, visual or gru4rec.")],
     param: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE model parameter; repeat for more (default: tuned, else built-in).")] = None,
 ) -> None:
     """Fit a recommender on every event and store it in the home."""
@@ -388,7 +388,7 @@ def recommend_batch(
 
 @evaluate_app.command("recommenders")
 def evaluate_recommenders(
-    protocol: Annotated[str, typer.Option(help="stratified (per-user 75/25) or temporal (last --test-days as test).")],
+    protocol: Annotated[str, typer.Option(help="stratified (per-user 75/25), temporal (last --test-days as test), last-item or last-session (each user's last event / session).")],
     models: Annotated[str, typer.Option(help="Comma-separated model names.")],
     k: Annotated[int, typer.Option("-k", min=1)] = 10,
     test_days: Annotated[float, typer.Option(help="Temporal protocol: days after the cutoff that are test.")] = 7,
@@ -418,7 +418,7 @@ def evaluate_recommenders(
 @app.command()
 def tune(
     model: Annotated[str, typer.Option(help="Model to tune.")],
-    protocol: Annotated[str, typer.Option(help="stratified or temporal: the split whose training side is tuned on.")],
+    protocol: Annotated[str, typer.Option(help="stratified, temporal, last-item or last-session: the split whose training side is tuned on.")],
     trials: Annotated[int, typer.Option(min=1)] = 20,
     k: Annotated[int, typer.Option("-k", min=1)] = 10,
     metric: Annotated[str, typer.Option(help="Validation metric to maximise.")] = "ndcg_at_k",

@@ -15,13 +15,14 @@ from stylesense.recommenders.data import DEFAULT_WEIGHTS, Interactions
 from stylesense.recommenders.als import ALS
 from stylesense.recommenders.bpr import BPR
 from stylesense.recommenders.ease import EASE
+from stylesense.recommenders.gru4rec import GRU4Rec
 from stylesense.recommenders.itemknn import ItemKNN
 from stylesense.recommenders.popular import Popular
 from stylesense.recommenders.trending import Trending
 from stylesense.recommenders.visual import Visual
 
 MODELS: dict[str, type[Recommender]] = {
-    m.name: m for m in (Popular, Trending, ItemKNN, ALS, BPR, EASE, Visual)
+    m.name: m for m in (Popular, Trending, ItemKNN, ALS, BPR, EASE, Visual, GRU4Rec)
 }
 
 

@@ -90,7 +90,7 @@ class Interactions:
             raise ValueError(f"events table lacks column(s) {', '.join(missing)}")
         weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
         types = events["type"]
-        order = np.argsort(_epoch_seconds(events["ts"]), kind="stable")
+        order = np.argsort(epoch_seconds(events["ts"]), kind="stable")
         ev = events.iloc[order]
         user_ids = _universe(users, ev["user_id"].astype(str))
         item_ids = _universe(items, ev["item_id"].astype(str))
@@ -104,7 +104,7 @@ class Interactions:
             user=user_pos.astype(np.int64),
             item=item_pos.astype(np.int64),
             weight=_weigh(types.iloc[order], weights),
-            ts=_epoch_seconds(ev["ts"]),
+            ts=epoch_seconds(ev["ts"]),
             price=pd.to_numeric(price, errors="coerce").to_numpy(np.float32),
             session=session.fillna("").astype(str).to_numpy(dtype=str),
             weights=weights,
@@ -142,10 +142,27 @@ def _universe(first: Sequence[str], seen: pd.Series) -> list[str]:
     return out
 
 
-def _epoch_seconds(ts: pd.Series) -> np.ndarray:
+def epoch_seconds(ts: pd.Series) -> np.ndarray:
     """Timestamps as int64 epoch seconds, from datetimes or numbers (MovieLens stores seconds)."""
     if pd.api.types.is_numeric_dtype(ts):
         return ts.to_numpy().astype(np.int64)
     # Through a Timedelta, not astype(int64): pandas 3 stores datetimes in s, ms, us or ns.
     since = pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")
     return (since // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+
+
+def session_starts(first: np.ndarray, ts: np.ndarray, session: np.ndarray, gap_hours: float) -> np.ndarray:
+    """Which events open a session, for events sorted by (user, time); ``first`` marks each
+    user's first event. A new session starts at a user's first event, where a non-empty
+    ``session`` id differs from the previous event's, and, between events without ids, after a
+    pause longer than ``gap_hours``. Shared by the ``last-session`` split protocol and GRU4Rec's training sequences."""
+    out = np.asarray(first, dtype=bool).copy()
+    if len(out) < 2:
+        return out
+    sid = np.asarray(session, dtype=object)
+    has = sid != ""
+    gap = np.diff(np.asarray(ts, dtype=np.int64)) > gap_hours * 3600.0
+    both = has[1:] & has[:-1]
+    changed = np.where(both, sid[1:] != sid[:-1], np.where(has[1:] | has[:-1], has[1:] != has[:-1], gap))
+    out[1:] |= changed
+    return out

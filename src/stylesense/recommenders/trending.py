@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import sparse
 
 from stylesense.recommenders.base import Recommender
-from stylesense.recommenders.data import Interactions, _epoch_seconds
+from stylesense.recommenders.data import Interactions, epoch_seconds
 
 DAY = 86400.0
 
@@ -69,7 +69,7 @@ class Trending(Recommender):
         items = pd.Index(self.item_ids).get_indexer(events["item_id"].astype(str))
         weights = self.data.event_weights(events["type"]).astype(np.float64)
         # Events without a time are "now": the latest time this model has seen.
-        ts = _epoch_seconds(events["ts"]) if "ts" in events.columns else np.full(len(events), self.t_ref)
+        ts = epoch_seconds(events["ts"]) if "ts" in events.columns else np.full(len(events), self.t_ref)
         t_new = max(self.t_ref, int(ts.max()))
         if t_new > self.t_ref:  # time moved forward: everything counted so far ages
             self.decayed *= np.exp2(-(t_new - self.t_ref) / self._half_life_s)
