@@ -148,3 +148,13 @@ def movielens_events(root) -> pd.DataFrame:
     return pd.DataFrame(
         {"user_id": r["user_id"], "item_id": r["item_id"], "type": "rating", "ts": r["timestamp"].astype(np.int64)}
     )
+
+
+def block_split(n_users: int = 400, n_items: int = 200, n_blocks: int = 4, seed: int = 1):
+    """(Interactions of the training events, held-out test events) of a noisy block log: each
+    user's last two events are the test. The common fixture of the model tests."""
+    from stylesense.recommenders import Interactions
+
+    events = block_events(n_users, n_items, n_blocks, per_user=12, noise=0.1, seed=seed)
+    train, test = holdout_last(events, 2)
+    return Interactions.from_frame(train), test

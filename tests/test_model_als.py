@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from recsys_fixtures import (
-    block_events,
+    block_split,
     block_of,
     browse,
     hit_rate,
@@ -28,9 +28,7 @@ SMALL = {"factors": 16, "iterations": 10}  # the synthetic log has rank ~4; keep
 
 @pytest.fixture(scope="module")
 def split():
-    events = block_events(N_USERS, N_ITEMS, N_BLOCKS, per_user=12, noise=0.1, seed=1)
-    train, test = holdout_last(events, 2)
-    return Interactions.from_frame(train), test
+    return block_split(N_USERS, N_ITEMS, N_BLOCKS)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recsys_fixtures import (
-    block_events,
+    block_split,
     block_of,
     browse,
     hit_rate,
@@ -29,9 +29,7 @@ SMALL = {"factors": 16, "epochs": 40, "learning_rate": 0.02, "batch_size": 256}
 
 @pytest.fixture(scope="module")
 def split():
-    events = block_events(N_USERS, N_ITEMS, N_BLOCKS, per_user=12, noise=0.1, seed=1)
-    train, test = holdout_last(events, 2)
-    return Interactions.from_frame(train), test
+    return block_split(N_USERS, N_ITEMS, N_BLOCKS)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from recsys_fixtures import (
-    block_events,
+    block_split,
     block_of,
     browse,
     hit_rate,
@@ -26,9 +26,7 @@ N_USERS, N_ITEMS, N_BLOCKS = 400, 200, 4
 
 @pytest.fixture(scope="module")
 def split():
-    events = block_events(N_USERS, N_ITEMS, N_BLOCKS, per_user=12, noise=0.1, seed=1)
-    train, test = holdout_last(events, 2)
-    return Interactions.from_frame(train), test
+    return block_split(N_USERS, N_ITEMS, N_BLOCKS)
 
 
 @pytest.fixture(scope="module")
