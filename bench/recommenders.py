@@ -18,6 +18,7 @@ Homes are kept under bench/results/homes/ so a rerun skips the photo embedding.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -159,9 +160,12 @@ def main() -> int:
     with threadpool_limits(args.threads):
         for name in names:
             results[name] = run(name, args.protocol, args.trials, args.threads, args.reuse_tuned)
+    out = RESULTS / f"recommenders{'-' + args.protocol if args.protocol else ''}.json"
+    if args.only and out.exists():  # keep the other data set's results from an earlier run
+        results = {**json.loads(out.read_text()), **results}
     results["verdicts"] = verdicts(results)
     print("\n".join(results["verdicts"]))
-    write_json(RESULTS / f"recommenders{'-' + args.protocol if args.protocol else ''}.json", results)
+    write_json(out, results)
     return 0
 
 
