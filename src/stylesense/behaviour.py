@@ -101,9 +101,10 @@ class Behaviour:
         return [it.item_id for it in self.ss.store.items()]
 
     def _build(self, name: str, params: Mapping[str, Any]) -> Recommender:
-        """A model by name; ``visual`` also gets the catalogue's image vectors."""
+        """A model by name; ``visual`` (and ``neumf`` with ``use_vectors``) also gets the
+        catalogue's image vectors."""
         model = make_recommender(name, **params)
-        if name == "visual":
+        if name == "visual" or model.params.get("use_vectors"):
             pks, raw = self.ss.store.features()
             if not len(pks):
                 raise HomeError("the visual model needs catalogue photos: run `stylesense catalog import` first")

@@ -321,7 +321,7 @@ def _params(pairs: list[str] | None) -> dict[str, str]:
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option(help="popular, trending, itemknn, als, bpr, ease, visual or gru4rec.")],
+    model: Annotated[str, typer.Option(help="popular, trending, itemknn, als, bpr, ease, visual, neumf or gru4rec.")],
     param: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE model parameter; repeat for more (default: tuned, else built-in).")] = None,
 ) -> None:
     """Fit a recommender on every event and store it in the home."""

@@ -17,12 +17,13 @@ from stylesense.recommenders.bpr import BPR
 from stylesense.recommenders.ease import EASE
 from stylesense.recommenders.gru4rec import GRU4Rec
 from stylesense.recommenders.itemknn import ItemKNN
+from stylesense.recommenders.neumf import NeuMF
 from stylesense.recommenders.popular import Popular
 from stylesense.recommenders.trending import Trending
 from stylesense.recommenders.visual import Visual
 
 MODELS: dict[str, type[Recommender]] = {
-    m.name: m for m in (Popular, Trending, ItemKNN, ALS, BPR, EASE, Visual, GRU4Rec)
+    m.name: m for m in (Popular, Trending, ItemKNN, ALS, BPR, EASE, Visual, NeuMF, GRU4Rec)
 }
 
 

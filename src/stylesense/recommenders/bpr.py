@@ -30,8 +30,6 @@ factors, scaled to the typical length of a trained user vector, with the bias co
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -40,19 +38,12 @@ from scipy import sparse
 
 from stylesense.recommenders.als import factor_cosine, require_float, require_int
 from stylesense.recommenders.base import Recommender
+from stylesense.recommenders.torch_threads import torch_threads
 from stylesense.recommenders.data import Interactions
 
 NEGATIVE_REDRAWS = 5  # rounds of redrawing negatives that hit one of the user's own items
 
 
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 class BPR(Recommender):
@@ -104,7 +95,7 @@ class BPR(Recommender):
         m.data = (m.data > 0).astype(np.float32)
         m.eliminate_zeros()
         m.sort_indices()
-        with _torch_threads(p["threads"]):
+        with torch_threads(p["threads"]):
             w, h, bias = _train(
                 m, p["factors"], p["epochs"], p["learning_rate"], p["regularization"], p["batch_size"], p["seed"]
             )

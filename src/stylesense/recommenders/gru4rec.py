@@ -51,8 +51,6 @@ restored afterwards. The same seed and thread count give identical models.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -63,6 +61,7 @@ from torch.nn import functional as F
 
 from stylesense.recommenders.als import factor_cosine, require_float, require_int
 from stylesense.recommenders.base import Recommender
+from stylesense.recommenders.torch_threads import torch_threads
 from stylesense.recommenders.data import Interactions, session_starts
 
 LOSSES = ("cross-entropy", "bpr-max", "full-cross-entropy")
@@ -70,15 +69,6 @@ TRAIN_ON = ("timeline", "session")
 _SAMPLE_CACHE_STEPS = 64  # negatives are drawn for this many steps at a time
 
 
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """``torch.set_num_threads(n)`` for the duration, the previous setting restored after."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def training_sequences(
