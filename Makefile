@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/index_scale.py
 	$(BIN)/python bench/adapter.py
+	$(BIN)/python bench/recommenders.py
 
 clean:
 	rm -rf $(HOME_DIR) bench/results
