@@ -158,3 +158,27 @@ def block_split(n_users: int = 400, n_items: int = 200, n_blocks: int = 4, seed:
     events = block_events(n_users, n_items, n_blocks, per_user=12, noise=0.1, seed=seed)
     train, test = holdout_last(events, 2)
     return Interactions.from_frame(train), test
+
+
+def assert_recovers_blocks(model, split, *, strict_share: float = 0.95) -> None:
+    """The model's top-10s stay in each user's block (mean share >= 0.95, and >= 0.8 for a
+    ``strict_share`` of users) and it hits held-out items at least 3x as often as popularity."""
+    from stylesense.recommenders.popular import Popular
+
+    data, test = split
+    share = own_block_share(model)
+    assert share.mean() >= 0.95 and np.mean(share >= 0.8) >= strict_share
+    assert hit_rate(model, test) >= 3 * hit_rate(Popular().fit(data), test)
+
+
+def assert_newcomers_get_their_block(model, data, n_items: int, n_blocks: int) -> None:
+    """Shoppers first seen in ``update()`` (3 views in one block) are served that block, not
+    the popularity list."""
+    from stylesense.recommenders.popular import Popular
+
+    popular = [r.item_id for r in Popular().fit(data).recommend("someone-unknown", k=10)]
+    for block in range(n_blocks):
+        user = f"newcomer-{block}"
+        model.update(browse(user, block, n_items, n_blocks, count=3, offset=6))
+        recs = [r.item_id for r in model.recommend(user, k=10)]
+        assert sum(block_of(i) == block for i in recs) >= 9 and recs != popular

@@ -7,6 +7,7 @@ import optuna
 import pytest
 
 from recsys_fixtures import (
+    assert_recovers_blocks,
     block_split,
     block_of,
     browse,
@@ -37,10 +38,7 @@ def fitted(split):
 
 
 def test_recovers_block_structure_and_beats_popularity(split, fitted):
-    data, test = split
-    share = own_block_share(fitted)
-    assert share.mean() >= 0.95 and np.mean(share >= 0.8) >= 0.95
-    assert hit_rate(fitted, test) >= 3 * hit_rate(Popular().fit(data), test)
+    assert_recovers_blocks(fitted, split)
 
 
 def test_default_params_recover_the_structure_too(split):

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from recsys_fixtures import (
+    assert_recovers_blocks,
+    assert_newcomers_get_their_block,
     block_split,
     block_of,
     browse,
@@ -38,10 +40,7 @@ def fitted(split):
 
 
 def test_recovers_block_structure_and_beats_popularity(split, fitted):
-    data, test = split
-    share = own_block_share(fitted)
-    assert share.mean() >= 0.95 and np.mean(share >= 0.8) >= 0.95
-    assert hit_rate(fitted, test) >= 3 * hit_rate(Popular().fit(data), test)
+    assert_recovers_blocks(fitted, split)
 
 
 def test_default_params_recover_the_structure_too(split):
@@ -74,12 +73,7 @@ def test_update_leaves_trained_users_alone_and_serves_new_shoppers(split):
     np.testing.assert_array_equal(model.scores(np.arange(data.n_users)), before)
 
     # A shopper first seen in update() is scored from their items' factors, not popularity.
-    popular = [r.item_id for r in Popular().fit(data).recommend("someone-unknown", k=10)]
-    for block in range(N_BLOCKS):
-        user = f"newcomer-{block}"
-        model.update(browse(user, block, N_ITEMS, N_BLOCKS, count=3, offset=6))
-        recs = [r.item_id for r in model.recommend(user, k=10)]
-        assert sum(block_of(i) == block for i in recs) >= 9 and recs != popular
+    assert_newcomers_get_their_block(model, data, N_ITEMS, N_BLOCKS)
 
 
 def test_fit_is_deterministic_for_a_seed(split):

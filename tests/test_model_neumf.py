@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from recsys_fixtures import (
+    assert_recovers_blocks,
+    assert_newcomers_get_their_block,
     block_events,
     block_of,
     browse,
@@ -64,11 +66,7 @@ def reload(model: NeuMF, path) -> NeuMF:
 
 @pytest.mark.parametrize("name", ["fitted", "pretrained"])
 def test_recovers_block_structure_and_beats_popularity(split, name, request):
-    model = request.getfixturevalue(name)
-    data, test = split
-    share = own_block_share(model)
-    assert share.mean() >= 0.95 and np.mean(share >= 0.8) >= 0.9
-    assert hit_rate(model, test) >= 3 * hit_rate(Popular().fit(data), test)
+    assert_recovers_blocks(request.getfixturevalue(name), split, strict_share=0.9)
 
 
 def test_loss_falls_and_early_stopping_keeps_the_best_epoch(fitted):
@@ -136,12 +134,7 @@ def test_update_folds_in_known_and_new_shoppers(split):
     np.testing.assert_array_equal(model.scores(others), before)  # nobody else moved
 
     # Shoppers first seen in update() are served their block, not the popularity list.
-    popular = [r.item_id for r in Popular().fit(data).recommend("someone-unknown", k=10)]
-    for block in range(N_BLOCKS):
-        user = f"newcomer-{block}"
-        model.update(browse(user, block, N_ITEMS, N_BLOCKS, count=3, offset=6))
-        recs = [r.item_id for r in model.recommend(user, k=10)]
-        assert sum(block_of(i) == block for i in recs) >= 9 and recs != popular
+    assert_newcomers_get_their_block(model, data, N_ITEMS, N_BLOCKS)
 
 
 def test_fit_is_deterministic_for_a_seed(split):
