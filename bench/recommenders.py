@@ -125,8 +125,12 @@ def verdicts(results: dict) -> list[str]:
             if m in run:
                 lines.append(f"MovieLens {m} nDCG@10 {run[m]['ndcg_at_k']:.4f} target >= {target}")
         serve = results["movielens"]["serving"]
-        slowest = max(serve, key=lambda m: serve[m]["train_seconds"])
-        lines.append(f"MovieLens slowest fit on all events {serve[slowest]['train_seconds']:.2f} s ({slowest}) target < 60 s")
+        for group, limit in ((CLASSIC, 60), (NEURAL, 120)):
+            timed = [m for m in group if m in serve]
+            if timed:
+                slowest = max(timed, key=lambda m: serve[m]["train_seconds"])
+                lines.append(f"MovieLens slowest fit on all events {serve[slowest]['train_seconds']:.2f} s "
+                             f"({slowest}) target < {limit} s")
         worst = max(serve, key=lambda m: serve[m]["recommend_ms"])
         lines.append(f"MovieLens slowest single-user recommend {serve[worst]['recommend_ms']:.2f} ms ({worst}) target < 5")
     if "hm" in results and results["hm"]["protocol"] == "temporal":
