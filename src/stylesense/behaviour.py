@@ -84,8 +84,12 @@ class Behaviour:
     def model_path(self, name: str) -> Path:
         return self.ss.home.recommenders_dir / f"{name}.npz"
 
+    @property
+    def tuned_dir(self) -> Path:
+        return self.ss.home.recommenders_dir / "tuned"
+
     def tuned_path(self, name: str, protocol: str) -> Path:
-        return self.ss.home.recommenders_dir / "tuned" / f"{name}-{protocol}.json"
+        return self.tuned_dir / f"{name}-{protocol}.json"
 
     def tuned_params(self, name: str, protocol: str | None = None) -> dict[str, Any]:
         """Best parameters from ``tune`` for this protocol (None: the latest tuning of the model)."""
@@ -94,7 +98,7 @@ class Behaviour:
         if protocol is not None:
             path = self.tuned_path(name, protocol)
             return TuneResult.from_json(path).best_params if path.exists() else {}
-        found = sorted(self.tuned_path(name, "x").parent.glob(f"{name}-*.json"), key=lambda p: p.stat().st_mtime)
+        found = sorted(self.tuned_dir.glob(f"{name}-*.json"), key=lambda p: p.stat().st_mtime)
         return TuneResult.from_json(found[-1]).best_params if found else {}
 
     def _catalogue_ids(self) -> list[str]:
@@ -159,9 +163,7 @@ class Behaviour:
         catalogue row fail any active filter: nothing is known about them."""
         if filters is None or not filters.active:
             return None
-        items = self.ss.store.items()
-        filters.check_columns({c for it in items for c in it.attrs})
-        ok = {it.item_id for it in items if filters.matches(it.attrs)}
+        ok = {it.item_id for it in self.ss.matching_items(filters)}
         return np.fromiter((i in ok for i in model.item_ids.tolist()), dtype=bool, count=len(model.item_ids))
 
     def recommend(

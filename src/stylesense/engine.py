@@ -315,14 +315,17 @@ class StyleSense:
             Hit(by_pk[p].item_id, s, by_pk[p].attrs, by_pk[p].image_path) for p, s in pairs if p in by_pk
         ]
 
+    def matching_items(self, filters: Filters) -> list[Item]:
+        """Live items whose metadata passes ``filters``; a filter on a column no item has is
+        an error (FilterError), since an empty answer would hide the typo."""
+        items = self.store.items()
+        filters.check_columns({c for it in items for c in it.attrs})
+        return [it for it in items if filters.matches(it.attrs)]
+
     def _allowed(self, filters: Filters | None, exclude: int | None) -> np.ndarray | None:
         if filters is None or not filters.active:
             return None
-        items = self.store.items()
-        filters.check_columns({c for it in items for c in it.attrs})
-        return np.array(
-            [it.pk for it in items if it.pk != exclude and filters.matches(it.attrs)], dtype=np.int64
-        )
+        return np.array([it.pk for it in self.matching_items(filters) if it.pk != exclude], dtype=np.int64)
 
     def duplicates(self, threshold: float = 0.97, k: int = 10) -> list[tuple[str, str, float]]:
         """Pairs of catalogue photos whose off-the-shelf features are nearly identical.

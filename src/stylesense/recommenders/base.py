@@ -68,7 +68,7 @@ class Recommender(ABC):
         self.user_index: dict[str, int] = dict(data.user_index)
         self.history: sparse.csr_matrix = data.matrix.copy()
         self.n_fitted_users = data.n_users
-        self.popularity = np.asarray((data.matrix > 0).sum(axis=0), dtype=np.float32).ravel()
+        self.popularity = _distinct_users(data)
         self._extra: dict[int, list[int]] = {}  # user -> items of update() events, in order
         self._fit(data)
         return self
@@ -274,7 +274,7 @@ class Recommender(ABC):
         )
         model.n_fitted_users = int(header["n_fitted_users"])
         model.meta = dict(header.get("meta", {}))
-        model.popularity = np.asarray((data.matrix > 0).sum(axis=0), dtype=np.float32).ravel()
+        model.popularity = _distinct_users(data)
         splits = np.cumsum(arrays["extra_lens"])[:-1]
         model._extra = {
             int(u): items.tolist()
@@ -282,6 +282,11 @@ class Recommender(ABC):
         }
         model._restore({k[6:]: v for k, v in arrays.items() if k.startswith("state_")})
         return model
+
+
+def _distinct_users(data: Interactions) -> np.ndarray:
+    """Per item, how many users interacted with it: the cold-start (popularity) scores."""
+    return np.asarray((data.matrix > 0).sum(axis=0), dtype=np.float32).ravel()
 
 
 def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

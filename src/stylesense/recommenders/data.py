@@ -90,7 +90,8 @@ class Interactions:
             raise ValueError(f"events table lacks column(s) {', '.join(missing)}")
         weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
         types = events["type"]
-        order = np.argsort(epoch_seconds(events["ts"]), kind="stable")
+        seconds = epoch_seconds(events["ts"])
+        order = np.argsort(seconds, kind="stable")
         ev = events.iloc[order]
         user_ids = _universe(users, ev["user_id"].astype(str))
         item_ids = _universe(items, ev["item_id"].astype(str))
@@ -104,7 +105,7 @@ class Interactions:
             user=user_pos.astype(np.int64),
             item=item_pos.astype(np.int64),
             weight=_weigh(types.iloc[order], weights),
-            ts=epoch_seconds(ev["ts"]),
+            ts=seconds[order],
             price=pd.to_numeric(price, errors="coerce").to_numpy(np.float32),
             session=session.fillna("").astype(str).to_numpy(dtype=str),
             weights=weights,
