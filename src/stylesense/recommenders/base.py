@@ -120,13 +120,7 @@ class Recommender(ABC):
         for start in range(0, len(users), BATCH_USERS):
             block = users[start : start + BATCH_USERS]
             rows = self.history[block]
-            s = self.scores(block, rows)
-            if allowed is not None:
-                s[:, ~allowed] = -np.inf
-            if exclude_seen:
-                seen = rows.tocoo()
-                s[seen.row, seen.col] = -np.inf
-            idx, val = _top_k(s, k)
+            idx, val = _rank(self.scores(block, rows), k, allowed, rows if exclude_seen else None)
             top[start : start + len(block), : idx.shape[1]] = idx
             top_scores[start : start + len(block), : idx.shape[1]] = val
         top[~np.isfinite(top_scores)] = -1
@@ -143,10 +137,7 @@ class Recommender(ABC):
         """Top-k for one user id; an unknown user gets the cold-start (popularity) list."""
         u = self.user_index.get(str(user))
         if u is None:
-            scores = self.popularity.copy()
-            if allowed is not None:
-                scores[~allowed] = -np.inf
-            idx, val = _top_k(scores[None, :], k)
+            idx, val = _rank(self.popularity[None, :].copy(), k, allowed)
             return [Recommendation(str(self.item_ids[i]), float(s)) for i, s in zip(idx[0], val[0]) if np.isfinite(s)]
         idx, val = self.recommend_batch(np.array([u]), k, exclude_seen=exclude_seen, allowed=allowed)
         keep = idx[0] >= 0
@@ -287,6 +278,19 @@ class Recommender(ABC):
 def _distinct_users(data: Interactions) -> np.ndarray:
     """Per item, how many users interacted with it: the cold-start (popularity) scores."""
     return np.asarray((data.matrix > 0).sum(axis=0), dtype=np.float32).ravel()
+
+
+def _rank(
+    scores: np.ndarray, k: int, allowed: np.ndarray | None = None, seen: sparse.csr_matrix | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-k of ``scores`` (modified in place) among ``allowed`` items, leaving out
+    the nonzeros of ``seen``; ineligible items score -inf and sort last."""
+    if allowed is not None:
+        scores[:, ~allowed] = -np.inf
+    if seen is not None:
+        coo = seen.tocoo()
+        scores[coo.row, coo.col] = -np.inf
+    return _top_k(scores, k)
 
 
 def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
