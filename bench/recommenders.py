@@ -12,7 +12,7 @@ evaluation. Both exclude-seen settings are evaluated to record which one each da
 Homes are kept under bench/results/homes/ so a rerun skips the photo embedding.
 
     python bench/recommenders.py [--trials 20] [--only movielens|hm] [--protocol last-item]
-                                 [--reuse-tuned] [--threads 2]
+                                 [--reuse-tuned] [--check-determinism] [--threads 2]
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ SETS = {
     "movielens": ("movielens", DATA / "movielens-100k" / "ml-100k.inter", "stratified", 10, 7, CLASSIC + NEURAL),
     "hm": ("hm", DATA / "hm" / "transactions.csv", "temporal", 12, 28, CLASSIC + ["visual"] + NEURAL),
 }
+# Ablation rows (label -> (model, parameters over the tuned ones)) where the data set has photos:
+# does NeuMF gain from the items' image embeddings?
+VARIANTS = {"hm": {"neumf+vectors": ("neumf", {"use_vectors": True})}}
+TIMING_KEYS = {"fit_seconds", "recommend_ms_per_user"}
 
 
 def home_for(name: str, threads: int):
@@ -56,7 +60,8 @@ def home_for(name: str, threads: int):
     return ss
 
 
-def run(name: str, protocol: str | None, trials: int, threads: int, reuse: bool = False) -> dict:
+def run(name: str, protocol: str | None, trials: int, threads: int, reuse: bool = False,
+        determinism: bool = False) -> dict:
     from stylesense.recommenders import MODELS
 
     _, _, main_protocol, k, test_days, models = SETS[name]
@@ -82,14 +87,31 @@ def run(name: str, protocol: str | None, trials: int, threads: int, reuse: bool 
               f"({tuned[model]['seconds']} s) {result.best_params}")
     out = {"protocol": protocol, "k": k, "test_days": test_days if protocol == "temporal" else None,
            "trials": trials, "tuned": tuned, "runs": {}, "serving": serving(b, models, k)}
-    for exclude in (True, False):
-        result = b.evaluate(protocol, models, k=k, test_days=test_days, exclude_seen=exclude)
-        from rich.console import Console
+    from rich.console import Console
 
+    variants = VARIANTS.get(name, {})
+    for exclude in (True, False):
+        result = b.evaluate(protocol, models, k=k, test_days=test_days, exclude_seen=exclude, variants=variants)
         Console(width=160).print(result.table())
         result.plot(RESULTS / f"recommenders-{name}-{protocol}-{'exclude' if exclude else 'include'}-seen.png")
         out["runs"]["exclude_seen" if exclude else "include_seen"] = result.to_dict()
+    if determinism:
+        out["determinism"] = repeat_check(b, out, protocol, [m for m in models if m in NEURAL], k, test_days)
     return out
+
+
+def repeat_check(b, out: dict, protocol: str, models: list[str], k: int, test_days: float) -> dict:
+    """Evaluate the (seeded) neural models a second time on the same split: every metric but
+    the timings must come out identical."""
+    again = b.evaluate(protocol, models, k=k, test_days=test_days, exclude_seen=True).to_dict()["models"]
+    first = out["runs"]["exclude_seen"]["models"]
+    check = {}
+    for model in models:
+        differ = sorted(key for key, value in again[model].items()
+                        if key not in TIMING_KEYS and first[model].get(key) != value)
+        check[model] = {"identical": not differ, "differing_metrics": differ}
+        print(f"  repeat {model}: {'identical metrics' if not differ else 'DIFFERS in ' + ', '.join(differ)}")
+    return check
 
 
 def serving(b, models: list[str], k: int, n_users: int = 200) -> dict:
@@ -113,10 +135,12 @@ def verdicts(results: dict) -> list[str]:
     lines = []
     if results.get("movielens", {}).get("protocol") == "last-item":
         run = results["movielens"]["runs"]["exclude_seen"]["models"]
+        lines += determinism_verdicts(results)
         if "gru4rec" in run:
             lines.append(f"MovieLens last-item HR@10: gru4rec {run['gru4rec']['hit_rate_at_k']:.4f} vs "
                          f"itemknn {run['itemknn']['hit_rate_at_k']:.4f}; target gru4rec > itemknn")
         return lines
+    lines += determinism_verdicts(results)
     if "movielens" in results:
         run = results["movielens"]["runs"]["exclude_seen"]["models"]
         best = max(run, key=lambda m: run[m]["ndcg_at_k"])
@@ -144,6 +168,12 @@ def verdicts(results: dict) -> list[str]:
     return lines
 
 
+def determinism_verdicts(results: dict) -> list[str]:
+    return [f"{name} {model}: same seed twice -> {'identical' if check['identical'] else 'DIFFERENT'} metrics"
+            for name, run in results.items() if isinstance(run, dict)
+            for model, check in run.get("determinism", {}).items()]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
@@ -151,6 +181,8 @@ def main() -> int:
     parser.add_argument("--protocol", help="instead of each data set's main protocol (e.g. last-item)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reuse-tuned", action="store_true", help="use parameters an earlier run tuned (saved in the bench homes)")
+    parser.add_argument("--check-determinism", action="store_true",
+                        help="evaluate the neural models twice with the same seed and compare the metrics")
     args = parser.parse_args()
     names = [args.only] if args.only else list(SETS)
     missing = [n for n in names if not SETS[n][1].is_file()]
@@ -163,7 +195,8 @@ def main() -> int:
     results = {}
     with threadpool_limits(args.threads):
         for name in names:
-            results[name] = run(name, args.protocol, args.trials, args.threads, args.reuse_tuned)
+            results[name] = run(name, args.protocol, args.trials, args.threads, args.reuse_tuned,
+                                args.check_determinism)
     out = RESULTS / f"recommenders{'-' + args.protocol if args.protocol else ''}.json"
     if args.only and out.exists():  # keep the other data set's results from an earlier run
         results = {**json.loads(out.read_text()), **results}

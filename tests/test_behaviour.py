@@ -82,3 +82,13 @@ def test_tuned_parameters_feed_train_and_evaluate(shop):
     assert model.params == result.best_params
     model, _ = shop.behaviour.train("ease", {"l2": "7.5"})  # explicit beats tuned
     assert model.params["l2"] == 7.5
+
+
+def test_variants_add_ablation_rows_over_the_tuned_parameters(shop):
+    result = shop.behaviour.evaluate("stratified", ["ease"], k=5,
+                                     variants={"ease-l2-huge": ("ease", {"l2": 1e7})})
+    assert set(result.models) == {"ease", "ease-l2-huge"}
+    # a penalty that large flattens EASE's item-item weights: the row is a different model
+    assert result.models["ease-l2-huge"]["ndcg_at_k"] != result.models["ease"]["ndcg_at_k"]
+    with pytest.raises(ValueError, match="unknown model"):
+        shop.behaviour.evaluate("stratified", ["ease"], variants={"x": ("nosuchmodel", {})})

@@ -199,3 +199,21 @@ def test_popular_on_movielens_100k_stratified(shared_data):
     assert 0.08 <= row["recall_at_k"] <= 0.15
     assert 0.10 <= row["map_at_k"] <= 0.17
     assert row["revenue_at_k"] is None  # ratings carry no prices
+
+
+def test_seeded_neural_models_give_identical_metrics_twice():
+    """Issue 4's determinism: the harness run twice with fixed seeds reports the same numbers."""
+    from recsys_fixtures import block_events
+
+    events = block_events(n_users=60, n_items=40, n_blocks=4, per_user=8, seed=5)
+    models = {
+        "neumf": lambda: make_recommender("neumf", factors=8, layers="16,8", epochs=3, pretrain=False,
+                                          valid_share=0.0),
+        "gru4rec": lambda: make_recommender("gru4rec", hidden_size=16, epochs=2, n_sample=16),
+    }
+    first, second = (run_protocol(events, "last-item", models, k=5) for _ in range(2))
+    for name in models:
+        for key in ROW_KEYS:
+            if key not in ("fit_seconds", "recommend_ms_per_user"):
+                assert first.models[name][key] == second.models[name][key], (name, key)
+    assert first.models["gru4rec"]["users"] == 60

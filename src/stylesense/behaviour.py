@@ -203,13 +203,17 @@ class Behaviour:
         return len(users)
 
     # -- evaluation --------------------------------------------------------------------
-    def _factories(self, names: Sequence[str], protocol: str, tuned: bool) -> dict[str, Any]:
-        for name in names:
+    def _factories(
+        self, names: Sequence[str], protocol: str, tuned: bool,
+        variants: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
+    ) -> dict[str, Any]:
+        specs = {n: (n, {}) for n in names} | dict(variants or {})
+        for name, _ in specs.values():
             if name not in MODELS:
                 raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
         return {
-            n: (lambda n=n: self._build(n, self.tuned_params(n, protocol) if tuned else {}))
-            for n in names
+            label: (lambda n=n, over=over: self._build(n, {**(self.tuned_params(n, protocol) if tuned else {}), **over}))
+            for label, (n, over) in specs.items()
         }
 
     def evaluate(
@@ -222,12 +226,15 @@ class Behaviour:
         seed: int = 42,
         exclude_seen: bool | None = None,
         tuned: bool = True,
+        variants: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
     ) -> "EvaluationResult":
-        """Every model on the same split of the home's events (tuned parameters if any)."""
+        """Every model on the same split of the home's events (tuned parameters if any).
+        ``variants`` adds rows for ablations: label -> (model, parameters overriding the tuned
+        ones), e.g. ``{"neumf+vectors": ("neumf", {"use_vectors": True})}``."""
         from stylesense.evaluation.recommenders import run_protocol
 
         return run_protocol(
-            self._all_events(), protocol, self._factories(models, protocol, tuned), k=k,
+            self._all_events(), protocol, self._factories(models, protocol, tuned, variants), k=k,
             test_days=test_days, seed=seed, weights=self.weights, items_universe=self._catalogue_ids(),
             exclude_seen=self.exclude_seen if exclude_seen is None else exclude_seen,
         )
