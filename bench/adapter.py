@@ -6,10 +6,11 @@ test query and every result is an item (and a product) the adapter never saw.
 `--tune` instead cuts the training half again (seed 1) and compares hyper-parameters on that
 validation part only; the test half is not touched, so the defaults are not fitted to it.
 
-Needs cached EfficientNet-Lite0 features (npz with `ids`, `features`) beside the shared data;
-skips with a reason where either is absent.
+Features are EfficientNet-Lite0 vectors of the shared photos, made once per image recipe
+(`--recipe`: the embedder's default `letterbox-gem`, or `square-mean`, the recipe before v2)
+and cached under bench/results/features; skips with a reason where the data is absent.
 
-    python bench/adapter.py [--threads 2] [--tune]
+    python bench/adapter.py [--threads 2] [--tune] [--recipe letterbox-gem|square-mean]
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ K = 10
 # name -> (features file, metadata csv, id column, evaluated label, group column, label sets to train with)
 DATASETS = {
     "kaggle": (
-        "kaggle_lite0.npz",
+        "kaggle_lite0",
         DATA / "fashion-product-images" / "styles.csv",
         "id",
         "articleType",
@@ -52,7 +53,7 @@ DATASETS = {
         },
     ),
     "hm": (
-        "hm_lite0.npz",
+        "hm_lite0",
         DATA / "hm" / "articles.csv",
         "article_id",
         "product_type_name",
@@ -82,15 +83,18 @@ TUNE_GRID = [
 ]
 
 
-def load(name: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | None:
+RECIPES = ("letterbox-gem", "square-mean")  # image fit - pooling; the first is the default
+
+
+def load(name: str, recipe: str = RECIPES[0]) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | None:
     """Features and the metadata rows in the same order, or None (with a message) if absent."""
-    npz, csv, id_col, *_ = DATASETS[name]
-    path = FEATURES / npz
+    stem, csv, id_col, *_ = DATASETS[name]
+    path = FEATURES / f"{stem}-{recipe}.npz"
     if not csv.exists():
         print(f"skip {name}: {csv} is absent")
         return None
     if not path.exists():
-        extract(name, path)
+        extract(name, path, recipe)
     with np.load(path, allow_pickle=False) as data:
         ids, feats = data["ids"].astype(str), data["features"].astype(np.float32)
     meta = pd.read_csv(csv, dtype=str, keep_default_na=False).set_index(id_col)
@@ -99,15 +103,16 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | None:
     return ids, feats, meta.loc[ids]
 
 
-def extract(name: str, path: Path) -> None:
-    """Embed the data set's photos once (raw lite0 features, the engine's defaults) and cache them."""
+def extract(name: str, path: Path, recipe: str) -> None:
+    """Embed the data set's photos once (raw lite0 features of that recipe) and cache them."""
     from stylesense.datasets import hm_articles, kaggle_fashion
     from stylesense.vision.embedder import make_embedder
 
     source = (kaggle_fashion if name == "kaggle" else hm_articles)(DATASETS[name][1].parent)
     meta = pd.read_csv(source.csv, dtype=str, keep_default_na=False)
     print(f"embedding {len(meta)} {name} photos into {path} (once)")
-    embedder = make_embedder("lite0", cache_dir=FEATURES, threads=2)
+    fit, pooling = recipe.split("-")
+    embedder = make_embedder("lite0", cache_dir=FEATURES, threads=2, fit=fit, pooling=pooling)
     feats, failed = embedder.embed_files([source.image_path(row) for row in meta.to_dict("records")])
     keep = np.array([i not in failed for i in range(len(meta))])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,11 +146,11 @@ def train(feats: np.ndarray, meta: pd.DataFrame, columns: list[str], group: str 
     return Adapter.train(feats, labels, groups, label_names=names, threads=threads, **hp)
 
 
-def run_tune(threads: int) -> dict:
+def run_tune(threads: int, recipe: str) -> dict:
     """Compare hyper-parameters on a validation part of each training half (never the test half)."""
     out = {}
     for name, (_, _, _, label, group, sets) in DATASETS.items():
-        loaded = load(name)
+        loaded = load(name, recipe)
         if loaded is None:
             continue
         ids, feats, meta = loaded
@@ -174,10 +179,10 @@ def print_row(dataset: str, method: str, labels: str, res: dict, seconds: float)
     )
 
 
-def run_bench(threads: int) -> dict:
+def run_bench(threads: int, recipe: str) -> dict:
     out: dict = {}
     for name, (_, _, _, label, group, sets) in DATASETS.items():
-        loaded = load(name)
+        loaded = load(name, recipe)
         if loaded is None:
             continue
         ids, feats, meta = loaded
@@ -241,14 +246,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tune", action="store_true", help="compare hyper-parameters on validation data only")
+    parser.add_argument("--recipe", choices=RECIPES, default=RECIPES[0], help="image fit and pooling of the features")
     args = parser.parse_args()
     with threadpool_limits(args.threads):
-        results = run_tune(args.threads) if args.tune else run_bench(args.threads)
+        results = (run_tune if args.tune else run_bench)(args.threads, args.recipe)
     if not results:
         sys.exit(0)
     summary = [] if args.tune else summarise(results)
-    path = RESULTS.with_name("adapter_tune.json") if args.tune else RESULTS
-    write_json(path, {"k": K, "threads": args.threads, "summary": summary, "results": results})
+    path = RESULTS.with_name(("adapter_tune" if args.tune else "adapter") + ("" if args.recipe == RECIPES[0] else f"-{args.recipe}") + ".json")
+    write_json(path, {"k": K, "threads": args.threads, "recipe": args.recipe, "summary": summary, "results": results})
 
 
 if __name__ == "__main__":

@@ -72,9 +72,14 @@ def test_adapt_then_init_a_home_with_the_adapter(home, tmp_path, model_cache):
     assert r.exit_code == 0, r.output
     assert adapter.exists()
 
+    from stylesense.vision.adapter import Adapter
+
+    assert Adapter.load(adapter).info["features"] == {"embedder": "lite0", "image_fit": "letterbox", "pooling": "gem"}
     adapted = tmp_path / "adapted"
     adapted.mkdir()
     (adapted / "models").symlink_to(model_cache, target_is_directory=True)
+    r = run(adapted, "init", "--embedder", "lite2", "--adapter", str(adapter))
+    assert r.exit_code == 2 and "trained on 'lite0' features" in r.output
     assert run(adapted, "init", "--adapter", str(adapter)).exit_code == 0
     assert run(adapted, "catalog", "import", str(csv_path), "--images", "images/{id}.jpg").exit_code == 0
     out = tmp_path / "eval.json"
@@ -93,3 +98,18 @@ def test_adapt_then_init_a_home_with_the_adapter(home, tmp_path, model_cache):
     assert r.exit_code == 0, r.output
     result = json.loads(out.read_text())
     assert result["items"] < 24 and result["embedder"].endswith("adapter(split)")
+
+
+def test_homes_from_before_the_recorded_recipe_keep_embedding_their_way(tmp_path):
+    """A config.json without image_fit/pooling was written by the square, mean-pooled recipe:
+    loading it, or re-initialising the filled home, must not switch its vectors' recipe."""
+    from stylesense.engine import StyleSense
+    from stylesense.home import Home
+
+    home = Home(tmp_path / "old")
+    home.root.mkdir()
+    home.config_path.write_text(json.dumps({"embedder": "lite0", "adapter": None, "index_kind": "auto"}))
+    ss = StyleSense(home.root)
+    assert (ss.config.image_fit, ss.config.pooling) == ("square", "mean")
+    fresh = StyleSense.init(tmp_path / "new")
+    assert (fresh.config.image_fit, fresh.config.pooling) == ("letterbox", "gem")

@@ -69,12 +69,37 @@ def test_shapes_and_attributes(onnx_lite0: EfficientNetLiteEmbedder) -> None:
 def test_lite2_shapes() -> None:
     emb = EfficientNetLiteEmbedder("lite2", backend="torch", threads=THREADS)
     assert (emb.dim, emb.image_size) == (1280, 260)
-    assert emb.preprocess(_scene(0)).shape == (260, 260, 3)
+    # each photo gets the canvas of its shape: landscape, portrait, square (rows, columns)
+    assert emb.preprocess(_scene(0)).shape == (260, 372, 3)
+    assert emb.preprocess(_scene(0, (240, 360))).shape == (372, 260, 3)
+    assert emb.preprocess(_scene(0, (250, 260))).shape == (260, 260, 3)
     assert emb.embed_batch([_scene(0)]).shape == (1, 1280)
 
 
+def test_canvas_follows_the_photo_and_leaves_little_padding(onnx_lite0: EfficientNetLiteEmbedder) -> None:
+    """A 2:3 fashion shot goes onto a 224 x 320 portrait canvas, not a square one."""
+    assert onnx_lite0.canvas(360, 540) == (224, 320)
+    assert onnx_lite0.canvas(540, 360) == (320, 224)
+    assert onnx_lite0.canvas(224, 224) == onnx_lite0.canvas(230, 250) == (224, 224)
+    boxed = onnx_lite0.preprocess(Image.new("RGB", (360, 540), (200, 30, 30)))
+    assert boxed.shape == (320, 224, 3)
+    assert (boxed == 255).all(axis=2).mean() < 0.05  # a square canvas would be a third padding
+    square = EfficientNetLiteEmbedder("lite0", backend="torch", threads=THREADS, fit="square")
+    assert square.preprocess(_scene(2, (360, 540))).shape == (224, 224, 3)
+
+
+def test_pooling_recipes(onnx_lite0: EfficientNetLiteEmbedder) -> None:
+    """GeM (default) weighs the strongest activations: per channel it is at least the mean."""
+    mean = EfficientNetLiteEmbedder("lite0", backend="torch", threads=THREADS, pooling="mean")
+    images = [_scene(4), _stripes()]
+    gem_f, mean_f = onnx_lite0.embed_batch(images), mean.embed_batch(images)
+    active = mean_f > 0.01
+    assert (gem_f >= mean_f - 1e-4).all()  # power mean >= arithmetic mean
+    assert (gem_f[active] > mean_f[active] * 1.05).mean() > 0.9
+
+
 def test_deterministic_and_batch_independent(onnx_lite0: EfficientNetLiteEmbedder) -> None:
-    images = [_scene(s) for s in range(4)]
+    images = [_scene(s) for s in range(3)] + [_scene(3, (200, 300))]  # two canvas shapes in one batch
     first = onnx_lite0.embed_batch(images)
     assert np.array_equal(first, onnx_lite0.embed_batch(images))
     one_by_one = np.vstack([onnx_lite0.embed_batch([img]) for img in images])
@@ -189,4 +214,6 @@ def test_invalid_arguments() -> None:
         EfficientNetLiteEmbedder("lite0", backend="tensorflow")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown fit"):
         EfficientNetLiteEmbedder("lite0", backend="torch", fit="zoom")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown pooling"):
+        EfficientNetLiteEmbedder("lite0", backend="torch", pooling="max")  # type: ignore[arg-type]
 

@@ -22,7 +22,7 @@ import numpy as np
 from stylesense.catalog.csvtable import BadRow, CsvError, column_types, read_table, typed
 from stylesense.catalog.filters import Filters
 from stylesense.catalog.store import CatalogStore, Item, Upsert
-from stylesense.home import Config, Home, HomeError
+from stylesense.home import LEGACY_RECIPE, Config, Home, HomeError
 from stylesense.index import VectorIndex, load_index, make_index
 from stylesense.vision.adapter import Adapter, normalize
 from stylesense.vision.embedder import Embedder, make_embedder
@@ -89,20 +89,24 @@ class StyleSense:
         """Create (or re-configure an empty) home. The embedder and adapter are fixed once items
         exist, because vectors from two models are not comparable."""
         h = Home.resolve(home)
-        if h.exists():
-            old = h.load_config()
-            if CatalogStore(h.database_url(old)).count() and (
-                old.embedder != embedder or bool(adapter) or old.database_url != database_url
-            ):
-                raise HomeError(
-                    f"{h.root} already holds a catalogue built with embedder {old.embedder!r}"
-                    f"{' and an adapter' if old.adapter else ''}; use a new --home to change that"
-                )
         config = Config(embedder=embedder, index_kind=index_kind, database_url=database_url,
                         price_column=price_column)
+        if h.exists():
+            old = h.load_config()
+            if CatalogStore(h.database_url(old)).count():
+                if old.embedder != embedder or bool(adapter) or old.database_url != database_url:
+                    raise HomeError(
+                        f"{h.root} already holds a catalogue built with embedder {old.embedder!r}"
+                        f"{' and an adapter' if old.adapter else ''}; use a new --home to change that"
+                    )
+                config.image_fit, config.pooling = old.image_fit, old.pooling  # its vectors' recipe
         h.root.mkdir(parents=True, exist_ok=True)
         if adapter is not None:
-            Adapter.load(adapter)  # fail now, not on the first import
+            # The adapter was trained on vectors of one image recipe: the home embeds the same way.
+            recipe = {"embedder": embedder, **LEGACY_RECIPE, **Adapter.load(adapter).info.get("features", {})}
+            if recipe["embedder"] != embedder:
+                raise HomeError(f"{adapter} was trained on {recipe['embedder']!r} features, not {embedder!r}")
+            config.image_fit, config.pooling = recipe["image_fit"], recipe["pooling"]
             shutil.copyfile(adapter, h.root / ADAPTER_NAME)
             config.adapter = ADAPTER_NAME
         h.save_config(config)
@@ -112,7 +116,8 @@ class StyleSense:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             self._embedder = make_embedder(
-                self.config.embedder, cache_dir=self.home.models_dir, threads=self.threads
+                self.config.embedder, cache_dir=self.home.models_dir, threads=self.threads,
+                fit=self.config.image_fit, pooling=self.config.pooling,
             )
         return self._embedder
 
@@ -121,6 +126,12 @@ class StyleSense:
         if self._adapter is None and self.config.adapter:
             self._adapter = Adapter.load(self.home.root / self.config.adapter)
         return self._adapter
+
+    @property
+    def feature_recipe(self) -> dict[str, str]:
+        """What the raw vectors are: embedder, image fit and pooling (recorded in adapters)."""
+        c = self.config
+        return {"embedder": c.embedder, "image_fit": c.image_fit, "pooling": c.pooling}
 
     @property
     def embedder_name(self) -> str:
@@ -380,6 +391,7 @@ class StyleSense:
             raw, label_arrays, groups, label_names=list(labels), threads=self.threads,
             progress=(lambda epoch, epochs, _loss: progress(epoch, epochs)) if progress else None,
         )
+        adapter.info["features"] = self.feature_recipe
         adapter.save(out)
         return adapter
 

@@ -22,11 +22,18 @@ class HomeError(RuntimeError):
     """A home folder that cannot be used as asked (e.g. changing the embedder of a filled home)."""
 
 
+# The image recipe of homes (and adapters) made before it was recorded: square letterbox,
+# mean pooling. They keep embedding that way, so their vectors stay comparable.
+LEGACY_RECIPE = {"image_fit": "square", "pooling": "mean"}
+
+
 @dataclass
 class Config:
     """What built this home's vectors; changing any of it means re-embedding."""
 
     embedder: str = "lite0"
+    image_fit: str = "letterbox"  # how photos become the CNN's input (vision.embedder.FITS)
+    pooling: str = "gem"  # how its last feature map becomes a vector (vision.embedder.POOLINGS)
     adapter: str | None = None  # file name inside the home, or None for off-the-shelf features
     index_kind: str = "auto"
     database_url: str | None = None  # None: SQLite file inside the home
@@ -76,7 +83,7 @@ class Home:
         if not self.config_path.exists():
             return Config()
         data = json.loads(self.config_path.read_text())
-        return Config(**data)
+        return Config(**{**LEGACY_RECIPE, **data})
 
     def save_config(self, config: Config) -> None:
         text = json.dumps(asdict(config), indent=2) + "\n"

@@ -172,25 +172,29 @@ def _deep_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def letterbox(img: Image.Image, size: int, fill: tuple[int, int, int] = _WHITE) -> Image.Image:
-    """Fit ``img`` into a ``size`` x ``size`` square without distorting it.
+def letterbox(
+    img: Image.Image, width: int, height: int | None = None, fill: tuple[int, int, int] = _WHITE
+) -> Image.Image:
+    """Fit ``img`` into a ``width`` x ``height`` canvas (square when ``height`` is None)
+    without distorting it.
 
-    The long side is scaled to ``size`` and the short side padded with ``fill`` (white,
-    like the studio background of product shots), so a long dress and a square bag both
-    keep their silhouette, which is what visual similarity should compare. Pillow's
+    The image is scaled until one side meets the canvas and the rest is padded with ``fill``
+    (white, like the studio background of product shots), so a long dress and a square bag
+    both keep their silhouette, which is what visual similarity should compare. Pillow's
     bicubic resize filters over the whole source footprint, so downscaling is antialiased.
     """
+    height = width if height is None else height
     if img.mode != "RGB":
         img = img.convert("RGB")
-    width, height = img.size
-    scale = size / max(width, height)
-    new_w = max(1, min(size, round(width * scale)))
-    new_h = max(1, min(size, round(height * scale)))
+    w, h = img.size
+    scale = min(width / w, height / h)
+    new_w = max(1, min(width, round(w * scale)))
+    new_h = max(1, min(height, round(h * scale)))
     resized = img.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    if (new_w, new_h) == (size, size):
+    if (new_w, new_h) == (width, height):
         return resized
-    canvas = Image.new("RGB", (size, size), fill)
-    canvas.paste(resized, ((size - new_w) // 2, (size - new_h) // 2))
+    canvas = Image.new("RGB", (width, height), fill)
+    canvas.paste(resized, ((width - new_w) // 2, (height - new_h) // 2))
     return canvas
 
 
