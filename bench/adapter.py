@@ -72,8 +72,9 @@ DEFAULT_SET = {"kaggle": "articleType+subCategory", "hm": "product_type_name+pro
 
 TUNE_GRID = [
     {},
+    {"scale": 8.0},
+    {"scale": 12.0},
     {"scale": 16.0},
-    {"scale": 24.0},
     {"epochs": 50},
     {"epochs": 200},
     {"hidden": 512},

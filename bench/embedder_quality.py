@@ -9,10 +9,11 @@ Leave-one-out retrieval with exact cosine search (numpy) on the shared data:
   * H&M (4,116 photos, 360x540 portrait): P@10 on product_type_name, and same-product
     hit@10 (for the 2,323 articles whose product_code has other colour variants: is at
     least one variant among the 10 nearest?).
-Configurations: lite0 vs lite2; letterbox vs stretch vs centre crop; pooling of the last
-feature map (mean = the shipped default; max; GeM p=3) and sqrt power normalisation of
-the mean feature (features are >= 0). Throughput (img/s of the full embed_files pipeline) is measured in the same
-run so quality can be weighed against indexing time. Writes bench/results/embedder_quality.json.
+Configurations: lite0 vs lite2; the image fit (letterbox onto the photo's own canvas shape =
+the default, letterbox onto a square = the recipe before v2, stretch, centre crop); pooling of
+the last feature map (GeM p=3 = the default, mean; lite2 and --skip-pooling: GeM only).
+Throughput (img/s of the full embed_files pipeline) is measured in the same run so quality can
+be weighed against indexing time. Writes bench/results/embedder_quality.json.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from stylesense.vision.embedder import EfficientNetLiteEmbedder  # noqa: E402
+from stylesense.vision.embedder import FITS, POOLINGS, EfficientNetLiteEmbedder  # noqa: E402
 
 from common import RESULTS, write_json
 
@@ -89,41 +90,6 @@ def score(features: np.ndarray, labels: dict[str, np.ndarray], variant_mask: np.
     }
 
 
-class PooledMaps(EfficientNetLiteEmbedder):
-    """lite0 returning [mean | max | GeM-3] poolings of the last feature map in one pass,
-    so the pooling study costs one extra sweep over the images, not three."""
-
-    def __init__(self, variant: str, cache: Path, threads: int) -> None:
-        super().__init__(variant, "torch", threads=threads)  # type: ignore[arg-type]
-        import onnxruntime as ort
-
-        backbone = self._net.backbone
-
-        class FeatureMap(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.backbone = backbone
-
-            def forward(self, images: torch.Tensor) -> torch.Tensor:
-                return self.backbone.extract_features(images.permute(0, 3, 1, 2).float().sub(127.0).div(128.0))
-
-        example = torch.zeros((2, self.image_size, self.image_size, 3), dtype=torch.uint8)
-        path = cache / f"map-{variant}.onnx"
-        program = torch.onnx.export(FeatureMap().eval(), (example,), dynamo=True, verbose=False, report=False,
-                                    dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
-        program.save(str(path), external_data=False)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self._maps = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.dim = 3 * 1280
-
-    def forward(self, batch: np.ndarray) -> np.ndarray:
-        maps = self._maps.run(None, {"images": np.ascontiguousarray(batch)})[0].astype(np.float64)
-        flat = maps.reshape(len(maps), maps.shape[1], -1)
-        gem = np.cbrt(np.mean(np.clip(flat, 0, None) ** 3, axis=2))
-        return np.hstack([flat.mean(axis=2), flat.max(axis=2), gem]).astype(np.float32)
-
-
 def timed_embed(emb: EfficientNetLiteEmbedder, paths: list[Path]) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
     features, failures = emb.embed_files(paths, batch_size=32, workers=2)
@@ -137,7 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=THREADS_DEFAULT)
     parser.add_argument("--skip-lite2", action="store_true", help="lite0 only (saves most of the time)")
-    parser.add_argument("--skip-pooling", action="store_true", help="no max/GeM pooling study")
+    parser.add_argument("--skip-pooling", action="store_true", help="GeM pooling only (no mean rows)")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"skipped: {DATA} not found (needs ../shared/data)")
@@ -158,26 +124,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp)
         for variant in variants:
-            emb = EfficientNetLiteEmbedder(variant, "onnx", cache, args.threads)  # type: ignore[arg-type]
-            feats, rate = timed_embed(emb, kaggle_paths)
-            add("kaggle", f"{variant} mean (fit n/a: square photos)", score(feats, kaggle_labels), rate)
-            if variant == "lite0":
-                add("kaggle", "lite0 mean + sqrt power-norm", score(np.sqrt(feats), kaggle_labels), None)
-            for fit in ("letterbox", "stretch", "crop"):
-                emb = EfficientNetLiteEmbedder(variant, "onnx", cache, args.threads, fit=fit)  # type: ignore[arg-type]
-                feats, rate = timed_embed(emb, hm_paths)
-                add("hm", f"{variant} mean {fit}", score(feats, hm_labels, hm_variants), rate)
-                if variant == "lite0" and fit == "letterbox":
-                    add("hm", "lite0 mean letterbox + sqrt power-norm", score(np.sqrt(feats), hm_labels, hm_variants), None)
-        if not args.skip_pooling:
-            pooled = PooledMaps("lite0", cache, args.threads)
-            for dataset, paths, labels, mask in (("kaggle", kaggle_paths, kaggle_labels, None),
-                                                 ("hm", hm_paths, hm_labels, hm_variants)):
-                feats, _ = timed_embed(pooled, paths)
-                for i, pooling in enumerate(("mean", "max", "GeM p=3")):
-                    part = feats[:, i * 1280 : (i + 1) * 1280]
-                    add(dataset, f"lite0 {pooling} letterbox (pooling study)", score(part, labels, mask), None)
-
+            poolings = POOLINGS if variant == "lite0" and not args.skip_pooling else ("gem",)
+            for pooling in poolings:  # square photos: every fit gives the same input
+                emb = EfficientNetLiteEmbedder(variant, "onnx", cache, args.threads, pooling=pooling)  # type: ignore[arg-type]
+                feats, rate = timed_embed(emb, kaggle_paths)
+                add("kaggle", f"{variant} {pooling}", score(feats, kaggle_labels), rate)
+            for fit in FITS:
+                for pooling in poolings:
+                    emb = EfficientNetLiteEmbedder(variant, "onnx", cache, args.threads, fit=fit, pooling=pooling)  # type: ignore[arg-type]
+                    feats, rate = timed_embed(emb, hm_paths)
+                    add("hm", f"{variant} {pooling} {fit}", score(feats, hm_labels, hm_variants), rate)
     load_after = os.getloadavg()[0]
     print(f"1-min load average {load_before:.2f} before, {load_after:.2f} after on {os.cpu_count()} CPUs "
           "(img/s are noisy when other jobs share the CPUs)")
