@@ -85,8 +85,10 @@ def run(name: str, protocol: str | None, trials: int, threads: int, reuse: bool 
                         "params": result.best_params, "seconds": round(time.perf_counter() - started, 1)}
         print(f"  tuned {model}: validation nDCG {result.default_value:.4f} -> {result.best_value:.4f} "
               f"({tuned[model]['seconds']} s) {result.best_params}")
+    # Serving latency does not depend on the protocol: measured with the main protocol's run.
     out = {"protocol": protocol, "k": k, "test_days": test_days if protocol == "temporal" else None,
-           "trials": trials, "tuned": tuned, "runs": {}, "serving": serving(b, models, k)}
+           "trials": trials, "tuned": tuned, "runs": {},
+           "serving": serving(b, models, k) if protocol == main_protocol else None}
     from rich.console import Console
 
     variants = VARIANTS.get(name, {})

@@ -9,8 +9,8 @@ The network is fully convolutional, so the input canvas need not be square: by d
 photo is letterboxed onto the canvas of its own shape class (square, 5:7 portrait or 7:5
 landscape), so a 2:3 fashion shot fills 95% of its canvas instead of 67% of a square, and
 pooled with GeM (p=3). On the H&M photos that measured +0.03 product-type P@10 off the shelf
-and +0.026 after adaptation against the square, mean-pooled recipe (bench/embedder_quality.py),
-at no cost on square photos.
+and +0.028 after adaptation against the square, mean-pooled recipe, at no cost on square photos
+(docs/vision.md).
 
 Speed matters because indexing a catalogue is dominated by this step, so the default path
 exports the network once to ONNX (cached on disk) and runs it with onnxruntime, which is
