@@ -182,3 +182,13 @@ def assert_newcomers_get_their_block(model, data, n_items: int, n_blocks: int) -
         model.update(browse(user, block, n_items, n_blocks, count=3, offset=6))
         recs = [r.item_id for r in model.recommend(user, k=10)]
         assert sum(block_of(i) == block for i in recs) >= 9 and recs != popular
+
+
+def sampled_search_space(model_class, n: int = 20) -> list[dict]:
+    """``n`` parameter sets drawn from ``model_class.search_space`` by a seeded random Optuna
+    sampler (what ``tune`` would try), for tests that check each builds a valid model."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    return [model_class.search_space(study.ask()) for _ in range(n)]

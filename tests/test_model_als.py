@@ -3,10 +3,10 @@ users, determinism, save/load (fold-in still works after a load), parameter chec
 on real MovieLens ratings."""
 
 import numpy as np
-import optuna
 import pytest
 
 from recsys_fixtures import (
+    sampled_search_space,
     assert_recovers_blocks,
     block_split,
     block_of,
@@ -142,10 +142,7 @@ def test_bad_params_raise(params):
 
 
 def test_search_space_gives_valid_models():
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(20):
-        params = ALS.search_space(study.ask())
+    for params in sampled_search_space(ALS):
         assert set(params) == {"factors", "regularization", "alpha", "iterations"}
         ALS(**params)
 

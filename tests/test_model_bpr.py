@@ -3,11 +3,11 @@ shoppers from update(), determinism, save/load, parameter checks; and a check on
 ratings."""
 
 import numpy as np
-import optuna
 import pytest
 import torch
 
 from recsys_fixtures import (
+    sampled_search_space,
     assert_recovers_blocks,
     assert_newcomers_get_their_block,
     block_split,
@@ -132,10 +132,7 @@ def test_bad_params_raise(params):
 
 
 def test_search_space_gives_valid_models():
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(20):
-        params = BPR.search_space(study.ask())
+    for params in sampled_search_space(BPR):
         assert set(params) == {"factors", "learning_rate", "regularization", "epochs"}
         BPR(**params)
 

@@ -5,12 +5,11 @@ a seed; save/load keeps the scores; an update moves the next recommendation at o
 cut at pauses; bad parameters are refused."""
 
 import numpy as np
-import optuna
 import pandas as pd
 import pytest
 import torch
 
-from recsys_fixtures import T0, block_of, item_id
+from recsys_fixtures import T0, block_of, item_id, sampled_search_space
 from stylesense.atomic import load_npz
 from stylesense.recommenders import Interactions
 from stylesense.recommenders.base import FORMAT_VERSION, Recommender
@@ -257,10 +256,7 @@ def test_cli_style_string_params_are_coerced():
 
 
 def test_search_space_gives_valid_models():
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(20):
-        params = GRU4Rec.search_space(study.ask())
+    for params in sampled_search_space(GRU4Rec):
         assert set(params) <= set(GRU4Rec.defaults)
         GRU4Rec(**params)
 

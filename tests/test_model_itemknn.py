@@ -2,10 +2,10 @@
 updates, determinism, save/load, parameter checks; and a check on real MovieLens ratings."""
 
 import numpy as np
-import optuna
 import pytest
 
 from recsys_fixtures import (
+    sampled_search_space,
     block_split,
     block_of,
     browse,
@@ -148,11 +148,8 @@ def test_cli_style_string_params_are_coerced():
 
 
 def test_search_space_gives_valid_models():
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
-    for _ in range(20):
-        params = ItemKNN.search_space(study.ask())
+    for params in sampled_search_space(ItemKNN):
         ItemKNN(**params)
         seen.add(params["similarity"])
         assert ("K1" in params) == (params["similarity"] == "bm25")

@@ -4,11 +4,11 @@ cold items, determinism, threads, save/load, parameter checks; and a check on re
 ratings."""
 
 import numpy as np
-import optuna
 import pytest
 import torch
 
 from recsys_fixtures import (
+    sampled_search_space,
     assert_recovers_blocks,
     assert_newcomers_get_their_block,
     block_events,
@@ -276,10 +276,7 @@ def test_string_params_from_the_cli_are_coerced():
 
 
 def test_search_space_gives_valid_models():
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(20):
-        params = NeuMF.search_space(study.ask())
+    for params in sampled_search_space(NeuMF):
         NeuMF(**params)
 
 
