@@ -302,3 +302,30 @@ def test_movielens_ndcg_and_streamed_shoppers(shared_data):
     for m in (model, popular):
         m.update(streamed)
     assert hit_rate(model, later) >= 1.3 * hit_rate(popular, later)
+
+
+@pytest.mark.parametrize("cells", [1 << 25, 50])
+def test_negatives_are_unseen_items_drawn_uniformly(cells):
+    """Sampled negatives avoid each user's seen items (whole matrix as one block, or many
+    small blocks of users), cover the unseen ones evenly, and a user who has seen every item
+    still gets one."""
+    from scipy import sparse
+
+    from stylesense.recommenders.neumf import _sample_negatives
+
+    rng = np.random.default_rng(0)
+    n_users, n_items = 30, 12
+    dense = rng.random((n_users, n_items)) < 0.5
+    dense[7] = True  # has seen everything
+    seen = sparse.csr_matrix(dense.astype(np.float32))
+    users = np.repeat(np.arange(n_users), 400)
+    rng.shuffle(users)
+    items = _sample_negatives(seen, users, np.random.default_rng(1), cells=cells)
+    assert items.shape == users.shape and items.min() >= 0 and items.max() < n_items
+    others = users != 7
+    assert not dense[users[others], items[others]].any()
+    assert (users == 7).sum() == 400  # kept, with some item
+    user = 3
+    unseen = np.flatnonzero(~dense[user])
+    counts = np.bincount(items[users == user], minlength=n_items)[unseen]
+    assert counts.sum() == 400 and counts.min() > 400 / len(unseen) * 0.5

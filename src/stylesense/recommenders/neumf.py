@@ -636,20 +636,30 @@ def _holdout(binary: sparse.csr_matrix, share: float, seed: int) -> _Split:
     return _Split(users[~out], items[~out], seen, valid)
 
 
-def _sample_negatives(seen: sparse.csr_matrix, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _sample_negatives(
+    seen: sparse.csr_matrix, users: np.ndarray, rng: np.random.Generator, cells: int = 1 << 25
+) -> np.ndarray:
     """One uniformly drawn item per entry of ``users`` that the user has not seen (redrawn
-    until unseen; a user who has seen everything keeps a random item)."""
-    n_items = seen.shape[1]
-    keys = np.sort(seen.tocoo().row.astype(np.int64) * n_items + seen.tocoo().col)
+    until unseen; a user who has seen everything keeps a random item).
+
+    Seen-ness is looked up in a dense boolean block of the user x item matrix, ``cells``
+    entries (32 MB) at most, one block of users at a time: a direct index instead of a
+    binary search over the seen pairs, which made up a third of NeuMF's fit time."""
+    n_users, n_items = seen.shape
     items = rng.integers(0, n_items, size=len(users))
-    full = np.diff(seen.indptr)[users] >= n_items
-    for _ in range(50):
-        k = users * n_items + items
-        pos = np.searchsorted(keys, k)
-        hit = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == k) & ~full
-        if not hit.any():
-            break
-        items[hit] = rng.integers(0, n_items, size=int(hit.sum()))
+    open_ = np.diff(seen.indptr)[users] < n_items
+    per_block = max(1, cells // max(1, n_items))
+    for start in range(0, n_users, per_block):
+        stop = min(n_users, start + per_block)
+        rows = np.flatnonzero(open_ if per_block >= n_users else open_ & (users >= start) & (users < stop))
+        block = seen[start:stop].toarray() > 0
+        local = users[rows] - start
+        for _ in range(50):
+            hit = block[local, items[rows]]
+            if not hit.any():
+                break
+            rows, local = rows[hit], local[hit]
+            items[rows] = rng.integers(0, n_items, size=len(rows))
     return items
 
 
