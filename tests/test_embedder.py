@@ -1,4 +1,5 @@
-"""EfficientNet-Lite embedder: shapes, determinism, ONNX == torch, failure reporting, sanity."""
+"""EfficientNet-Lite embedder: shapes, determinism, ONNX == torch, bfloat16 close to fp32,
+failure reporting, sanity."""
 
 from __future__ import annotations
 
@@ -47,8 +48,17 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def onnx_lite0(cache_dir: Path) -> EfficientNetLiteEmbedder:
-    emb = make_embedder("lite0", cache_dir=cache_dir, threads=THREADS)
-    assert isinstance(emb, EfficientNetLiteEmbedder) and emb.backend == "onnx"
+    """The exported model in fp32 (onnxruntime): what the exact comparisons below need."""
+    emb = make_embedder("lite0", cache_dir=cache_dir, threads=THREADS, precision="fp32")
+    assert isinstance(emb, EfficientNetLiteEmbedder) and (emb.backend, emb.precision) == ("onnx", "fp32")
+    return emb
+
+
+@pytest.fixture(scope="session")
+def bf16_lite0(cache_dir: Path, onnx_lite0: EfficientNetLiteEmbedder) -> EfficientNetLiteEmbedder:
+    emb = make_embedder("lite0", cache_dir=cache_dir, threads=THREADS, precision="bf16")
+    if emb.precision != "bf16":
+        pytest.skip("this CPU has no native bfloat16 (or openvino is missing)")
     return emb
 
 
@@ -121,9 +131,50 @@ def test_onnx_model_cached_atomically(onnx_lite0: EfficientNetLiteEmbedder, cach
         raise AssertionError("cached model was exported again")
 
     monkeypatch.setattr(embedder_mod, "_export_onnx", no_export)
-    again = make_embedder("lite0", cache_dir=cache_dir, threads=THREADS)
+    again = make_embedder("lite0", cache_dir=cache_dir, threads=THREADS, precision="fp32")
     assert again.backend == "onnx"
     np.testing.assert_array_equal(again.embed_batch([_scene(5)]), onnx_lite0.embed_batch([_scene(5)]))
+
+
+def test_bf16_is_close_to_fp32_and_deterministic(
+    bf16_lite0: EfficientNetLiteEmbedder, onnx_lite0: EfficientNetLiteEmbedder
+) -> None:
+    """bfloat16 features point where fp32 ones do (retrieval compares directions), are the
+    same on every call, and barely depend on which photos share the batch."""
+    images = [_scene(s) for s in range(4)] + [_stripes(), _scene(5, (200, 300))]
+    half, full = bf16_lite0.embed_batch(images), onnx_lite0.embed_batch(images)
+    assert min(_cos(x, y) for x, y in zip(half, full, strict=True)) > 0.99
+    assert np.array_equal(half, bf16_lite0.embed_batch(images))
+    alone = np.vstack([bf16_lite0.embed_batch([img]) for img in images])
+    assert min(_cos(x, y) for x, y in zip(alone, half, strict=True)) > 0.995
+    # the nearest other photo is the same in both precisions
+    def nearest(f: np.ndarray) -> np.ndarray:
+        f = f / np.linalg.norm(f, axis=1, keepdims=True)
+        sims = f @ f.T
+        np.fill_diagonal(sims, -1)
+        return sims.argmax(1)
+
+    assert np.array_equal(nearest(half), nearest(full))
+
+
+def test_precision_auto_follows_the_cpu(cache_dir: Path, onnx_lite0: EfficientNetLiteEmbedder) -> None:
+    import openvino as ov
+
+    native = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert make_embedder("lite0", cache_dir=cache_dir, threads=THREADS).precision == ("bf16" if native else "fp32")
+    assert EfficientNetLiteEmbedder("lite0", backend="torch", threads=THREADS).precision == "fp32"
+
+
+def test_bf16_unavailable_falls_back_to_fp32(
+    cache_dir: Path, onnx_lite0: EfficientNetLiteEmbedder, monkeypatch, caplog
+) -> None:
+    def no_openvino(*args, **kwargs):
+        raise ImportError("No module named 'openvino'")
+
+    monkeypatch.setattr(embedder_mod, "_openvino_bf16", no_openvino)
+    emb = make_embedder("lite0", cache_dir=cache_dir, threads=THREADS, precision="bf16")
+    assert (emb.backend, emb.precision) == ("onnx", "fp32") and "openvino" in caplog.text
+    np.testing.assert_array_equal(emb.embed_batch([_scene(5)]), onnx_lite0.embed_batch([_scene(5)]))
 
 
 def test_falls_back_to_torch_when_export_fails(tmp_path: Path, monkeypatch, caplog) -> None:
@@ -216,4 +267,6 @@ def test_invalid_arguments() -> None:
         EfficientNetLiteEmbedder("lite0", backend="torch", fit="zoom")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown pooling"):
         EfficientNetLiteEmbedder("lite0", backend="torch", pooling="max")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown precision"):
+        EfficientNetLiteEmbedder("lite0", backend="torch", precision="int4")  # type: ignore[arg-type]
 
