@@ -8,9 +8,11 @@ validation part only; the test half is not touched, so the defaults are not fitt
 
 Features are EfficientNet-Lite0 vectors of the shared photos, made once per image recipe
 (`--recipe`: the embedder's default `letterbox-gem`, or `square-mean`, the recipe before v2)
-and cached under bench/results/features; skips with a reason where the data is absent.
+and inference precision (`--precision`: the embedder's default `auto`, i.e. bf16 where the CPU
+has it natively, else fp32) and cached under bench/results/features; skips with a reason where
+the data is absent.
 
-    python bench/adapter.py [--threads 2] [--tune] [--recipe letterbox-gem|square-mean]
+    python bench/adapter.py [--threads 2] [--tune] [--recipe letterbox-gem|square-mean] [--precision auto|fp32|bf16]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from stylesense.evaluation.retrieval import adapt_split, retrieval_metrics
 from stylesense.vision.adapter import Adapter, normalize
+from stylesense.vision.embedder import PRECISIONS, Embedder
 
 from common import write_json
 
@@ -87,15 +90,16 @@ TUNE_GRID = [
 RECIPES = ("letterbox-gem", "square-mean")  # image fit - pooling; the first is the default
 
 
-def load(name: str, recipe: str = RECIPES[0]) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | None:
-    """Features and the metadata rows in the same order, or None (with a message) if absent."""
+def load(name: str, recipe: str, precision: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | None:
+    """Features and the metadata rows in the same order, or None (with a message) if absent.
+    ``precision``: as resolved by :func:`embedder` ("fp32" or "bf16")."""
     stem, csv, id_col, *_ = DATASETS[name]
-    path = FEATURES / f"{stem}-{recipe}.npz"
+    path = FEATURES / f"{stem}-{recipe}-{precision}.npz"
     if not csv.exists():
         print(f"skip {name}: {csv} is absent")
         return None
     if not path.exists():
-        extract(name, path, recipe)
+        extract(name, path, embedder(recipe, precision))
     with np.load(path, allow_pickle=False) as data:
         ids, feats = data["ids"].astype(str), data["features"].astype(np.float32)
     meta = pd.read_csv(csv, dtype=str, keep_default_na=False).set_index(id_col)
@@ -104,17 +108,26 @@ def load(name: str, recipe: str = RECIPES[0]) -> tuple[np.ndarray, np.ndarray, p
     return ids, feats, meta.loc[ids]
 
 
-def extract(name: str, path: Path, recipe: str) -> None:
-    """Embed the data set's photos once (raw lite0 features of that recipe) and cache them."""
-    from stylesense.datasets import hm_articles, kaggle_fashion
+def embedder(recipe: str, precision: str) -> Embedder:
+    """The lite0 embedder of that recipe and precision; its ``precision`` attribute says
+    which one "auto" became here. Asking for bf16 on a CPU without it stops the run."""
     from stylesense.vision.embedder import make_embedder
+
+    fit, pooling = recipe.split("-")
+    emb = make_embedder("lite0", cache_dir=FEATURES, threads=2, fit=fit, pooling=pooling, precision=precision)
+    if precision != "auto" and emb.precision != precision:
+        sys.exit(f"{precision} inference is not available on this machine")
+    return emb
+
+
+def extract(name: str, path: Path, emb: Embedder) -> None:
+    """Embed the data set's photos once (raw lite0 features) and cache them."""
+    from stylesense.datasets import hm_articles, kaggle_fashion
 
     source = (kaggle_fashion if name == "kaggle" else hm_articles)(DATASETS[name][1].parent)
     meta = pd.read_csv(source.csv, dtype=str, keep_default_na=False)
     print(f"embedding {len(meta)} {name} photos into {path} (once)")
-    fit, pooling = recipe.split("-")
-    embedder = make_embedder("lite0", cache_dir=FEATURES, threads=2, fit=fit, pooling=pooling)
-    feats, failed = embedder.embed_files([source.image_path(row) for row in meta.to_dict("records")])
+    feats, failed = emb.embed_files([source.image_path(row) for row in meta.to_dict("records")])
     keep = np.array([i not in failed for i in range(len(meta))])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
@@ -147,11 +160,11 @@ def train(feats: np.ndarray, meta: pd.DataFrame, columns: list[str], group: str 
     return Adapter.train(feats, labels, groups, label_names=names, threads=threads, **hp)
 
 
-def run_tune(threads: int, recipe: str) -> dict:
+def run_tune(threads: int, recipe: str, precision: str) -> dict:
     """Compare hyper-parameters on a validation part of each training half (never the test half)."""
     out = {}
     for name, (_, _, _, label, group, sets) in DATASETS.items():
-        loaded = load(name, recipe)
+        loaded = load(name, recipe, precision)
         if loaded is None:
             continue
         ids, feats, meta = loaded
@@ -180,10 +193,10 @@ def print_row(dataset: str, method: str, labels: str, res: dict, seconds: float)
     )
 
 
-def run_bench(threads: int, recipe: str) -> dict:
+def run_bench(threads: int, recipe: str, precision: str) -> dict:
     out: dict = {}
     for name, (_, _, _, label, group, sets) in DATASETS.items():
-        loaded = load(name, recipe)
+        loaded = load(name, recipe, precision)
         if loaded is None:
             continue
         ids, feats, meta = loaded
@@ -248,14 +261,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tune", action="store_true", help="compare hyper-parameters on validation data only")
     parser.add_argument("--recipe", choices=RECIPES, default=RECIPES[0], help="image fit and pooling of the features")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="inference precision of the features")
     args = parser.parse_args()
+    precision = embedder(args.recipe, args.precision).precision
+    print(f"features: {args.recipe}, {precision}")
     with threadpool_limits(args.threads):
-        results = (run_tune if args.tune else run_bench)(args.threads, args.recipe)
+        results = (run_tune if args.tune else run_bench)(args.threads, args.recipe, precision)
     if not results:
         sys.exit(0)
     summary = [] if args.tune else summarise(results)
-    path = RESULTS.with_name(("adapter_tune" if args.tune else "adapter") + ("" if args.recipe == RECIPES[0] else f"-{args.recipe}") + ".json")
-    write_json(path, {"k": K, "threads": args.threads, "recipe": args.recipe, "summary": summary, "results": results})
+    suffix = ("" if args.recipe == RECIPES[0] else f"-{args.recipe}") + ("" if args.precision == "auto" else f"-{precision}")
+    path = RESULTS.with_name(("adapter_tune" if args.tune else "adapter") + suffix + ".json")
+    write_json(path, {"k": K, "threads": args.threads, "recipe": args.recipe, "precision": precision,
+                      "summary": summary, "results": results})
 
 
 if __name__ == "__main__":

@@ -104,14 +104,22 @@ class Behaviour:
     def _catalogue_ids(self) -> list[str]:
         return [it.item_id for it in self.ss.store.items()]
 
-    def _build(self, name: str, params: Mapping[str, Any]) -> Recommender:
-        """A model by name; ``visual`` (and ``neumf`` with ``use_vectors``) also gets the
-        catalogue's image vectors."""
+    def _build(
+        self, name: str, params: Mapping[str, Any], protocol: str | None = None, tuned: bool = True
+    ) -> Recommender:
+        """A model by name; ``visual`` (and ``neumf`` with ``use_vectors``, and a blend holding
+        either) also gets the catalogue's image vectors. With ``tuned``, a blend's components
+        get their tuned parameters for ``protocol`` (None: their latest tuning) unless
+        ``params`` names them."""
+        if name == "blend" and tuned:
+            model = make_recommender(name, **params)
+            found = {n: self.tuned_params(n, protocol) for n in model.names}  # type: ignore[attr-defined]
+            params = {**params, "params": {**found, **model.params["params"]}}
         model = make_recommender(name, **params)
-        if name == "visual" or model.params.get("use_vectors"):
+        if name == "visual" or model.params.get("use_vectors") or getattr(model, "needs_vectors", False):
             pks, raw = self.ss.store.features()
             if not len(pks):
-                raise HomeError("the visual model needs catalogue photos: run `stylesense catalog import` first")
+                raise HomeError(f"the {name} model needs catalogue photos: run `stylesense catalog import` first")
             ids = {it.pk: it.item_id for it in self.ss.store.items()}
             model.with_vectors([ids[int(p)] for p in pks], self.ss.to_vectors(raw))  # type: ignore[attr-defined]
         return model
@@ -212,7 +220,9 @@ class Behaviour:
             if name not in MODELS:
                 raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
         return {
-            label: (lambda n=n, over=over: self._build(n, {**(self.tuned_params(n, protocol) if tuned else {}), **over}))
+            label: (lambda n=n, over=over: self._build(
+                n, {**(self.tuned_params(n, protocol) if tuned else {}), **over}, protocol, tuned
+            ))
             for label, (n, over) in specs.items()
         }
 
@@ -260,7 +270,7 @@ class Behaviour:
         result = tune(
             name, train, protocol, trials=trials, k=k, metric=metric, seed=seed, test_days=test_days,
             exclude_seen=self.exclude_seen, weights=self.weights, items_universe=self._catalogue_ids(),
-            factory=lambda params: self._build(name, params), on_trial=on_trial,
+            factory=lambda params: self._build(name, params, protocol), on_trial=on_trial,
         )
         result.to_json(self.tuned_path(name, protocol))
         return result

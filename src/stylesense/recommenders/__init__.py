@@ -13,6 +13,7 @@ from stylesense.atomic import load_npz
 from stylesense.recommenders.base import FORMAT_VERSION, Recommendation, Recommender
 from stylesense.recommenders.data import DEFAULT_WEIGHTS, Interactions
 from stylesense.recommenders.als import ALS
+from stylesense.recommenders.blend import Blend
 from stylesense.recommenders.bpr import BPR
 from stylesense.recommenders.ease import EASE
 from stylesense.recommenders.gru4rec import GRU4Rec
@@ -23,7 +24,7 @@ from stylesense.recommenders.trending import Trending
 from stylesense.recommenders.visual import Visual
 
 MODELS: dict[str, type[Recommender]] = {
-    m.name: m for m in (Popular, Trending, ItemKNN, ALS, BPR, EASE, Visual, NeuMF, GRU4Rec)
+    m.name: m for m in (Popular, Trending, ItemKNN, ALS, BPR, EASE, Visual, NeuMF, GRU4Rec, Blend)
 }
 
 
