@@ -33,10 +33,11 @@ DATA = Path(os.environ.get("STYLESENSE_SHARED_DATA", ROOT / ".." / "shared" / "d
 
 CLASSIC = ["popular", "trending", "itemknn", "als", "bpr", "ease"]
 NEURAL = ["neumf", "gru4rec"]
+HYBRID = ["blend"]  # tuned last: its components use their own tuned parameters
 # data set -> (events preset, events file, main protocol, k, test days, models)
 SETS = {
-    "movielens": ("movielens", DATA / "movielens-100k" / "ml-100k.inter", "stratified", 10, 7, CLASSIC + NEURAL),
-    "hm": ("hm", DATA / "hm" / "transactions.csv", "temporal", 12, 28, CLASSIC + ["visual"] + NEURAL),
+    "movielens": ("movielens", DATA / "movielens-100k" / "ml-100k.inter", "stratified", 10, 7, CLASSIC + NEURAL + HYBRID),
+    "hm": ("hm", DATA / "hm" / "transactions.csv", "temporal", 12, 28, CLASSIC + ["visual"] + NEURAL + HYBRID),
 }
 # Ablation rows (label -> (model, parameters over the tuned ones)) where the data set has photos:
 # does NeuMF gain from the items' image embeddings?

@@ -98,8 +98,13 @@ class Behaviour:
         if protocol is not None:
             path = self.tuned_path(name, protocol)
             return TuneResult.from_json(path).best_params if path.exists() else {}
+        latest = self._latest_protocol(name)
+        return {} if latest is None else self.tuned_params(name, latest)
+
+    def _latest_protocol(self, name: str) -> str | None:
+        """The protocol of the model's latest tuning, if any."""
         found = sorted(self.tuned_dir.glob(f"{name}-*.json"), key=lambda p: p.stat().st_mtime)
-        return TuneResult.from_json(found[-1]).best_params if found else {}
+        return found[-1].stem[len(name) + 1 :] if found else None
 
     def _catalogue_ids(self) -> list[str]:
         return [it.item_id for it in self.ss.store.items()]
@@ -134,8 +139,9 @@ class Behaviour:
         """Fit ``name`` on every event (tuned parameters, overridden by ``params``), save it in
         the home and make it the default for ``recommend``. Returns (model, fit seconds)."""
         events = self._all_events()
-        merged = {**self.tuned_params(name), **(params or {})}
-        model = self._build(name, merged)
+        protocol = self._latest_protocol(name)  # a blend's components: tuned for the same protocol
+        merged = {**(self.tuned_params(name, protocol) if protocol else {}), **(params or {})}
+        model = self._build(name, merged, protocol)
         data = Interactions.from_frame(events, self.weights, items=self._catalogue_ids())
         start = perf_counter()
         model.fit(data)
