@@ -248,7 +248,7 @@ class EfficientNetLiteEmbedder(Embedder):
         return np.asarray(square, dtype=np.uint8)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        """(n, S, S, 3) uint8 -> (n, 1280) float32 raw mean-pooled features."""
+        """(n, H, W, 3) uint8 -> (n, 1280) float32 raw pooled features."""
         batch = np.ascontiguousarray(batch, dtype=np.uint8)
         if self._run is not None:
             return self._run(batch)
