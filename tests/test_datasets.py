@@ -127,6 +127,18 @@ def test_demo_catalog_falls_back_to_fashion_mnist(idx_dir, tmp_path, monkeypatch
     assert len(_rows(source)) == 7
 
 
+def test_simulated_shoppers_write_into_a_new_folder(tmp_path):
+    """The demo's event log, where the catalogue left no folder behind (the shared Kaggle set
+    is read in place): every shopper favours one category, and views lead the funnel."""
+    items = {f"i{k}": ("shirts" if k % 2 else "shoes") for k in range(40)}
+    path = datasets.simulated_shoppers(items, tmp_path / "new" / "demo-data", n_users=20)
+    frame = pd.read_csv(path, dtype=str)
+    assert list(frame.columns) == ["user_id", "item_id", "type", "ts"]
+    assert frame["user_id"].nunique() == 20 and set(frame["item_id"]) <= set(items)
+    assert frame["type"].value_counts().idxmax() == "view"
+    assert set(frame["type"]) <= {"view", "click", "cart", "purchase"}
+
+
 def _first_rows_resolve(source: CatalogSource, count: int = 20) -> list[dict[str, str]]:
     rows = _rows(source)[:count]
     for row in rows:

@@ -160,6 +160,7 @@ def simulated_shoppers(
                     break
     frame = pd.DataFrame(rows, columns=["user_id", "item_id", "type", "ts"])
     path = Path(dest) / "events.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)  # the demo catalogue may live elsewhere
     _write_atomic(path, frame.to_csv(index=False).encode())
     return path
 
