@@ -161,3 +161,16 @@ def test_engine_gives_components_their_tuned_parameters(tmp_path):
     mine = b._build("blend", {"models": "ease", "params": {"ease": {"l2": 7.0}}}, "stratified")
     assert mine.params["params"] == {"ease": {"l2": 7.0}}
     assert b._build("blend", {"models": "ease"}, "stratified", tuned=False).params["params"] == {}
+
+
+def test_similar_items_and_reasons_come_from_the_heaviest_component(split):
+    data, _ = split
+    blend = Blend(models="ease,itemknn", weights="1,3").fit(data)
+    knn = blend.components[1]
+    item = str(data.items[0])
+    assert blend.similar_items(item, 5) == knn.similar_items(item, 5)
+    user = str(data.users[0])
+    recs = blend.recommend(user, 5)
+    u = blend.user_index[user]
+    expected = knn._reasons(u, np.array([blend.data.item_index[r.item_id] for r in recs]))
+    assert [r.reason for r in recs] == expected and any(expected)

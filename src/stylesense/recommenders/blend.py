@@ -14,6 +14,9 @@ protocol). ``search_space`` tunes the weights of the default components, whose f
 between trials (a fit depends only on the component's parameters and the data, and the seeded
 models fit deterministically).
 
+``similar_items`` and the reasons given with recommendations are those of the component with
+the largest weight.
+
 Real time: ``update`` goes to every component, so the blend is as live as its parts. Measured on
 MovieLens-100K, stratified 75/25 split, seen items excluded: see docs/recommenders.md.
 """
@@ -127,6 +130,19 @@ class Blend(Recommender):
             if weight > 0:
                 out += weight * _standardise(model.scores(users, history))
         return out
+
+    # -- item similarity and reasons: the leading component's ------------------------------
+    def _lead(self) -> Recommender:
+        """The component with the largest weight: it speaks for the blend on item similarity
+        and on why an item is recommended (its own fast path; the generic co-occurrence
+        fallback took 15 ms per recommendation on MovieLens)."""
+        return self.components[int(np.argmax(self.weights))]
+
+    def _similar(self, item: int) -> np.ndarray:
+        return self._lead()._similar(item)
+
+    def _reasons(self, user: int, items: np.ndarray) -> list[str | None]:
+        return self._lead()._reasons(user, items)
 
     # -- real time ----------------------------------------------------------------------
     def _updated(self, users: np.ndarray, events: pd.DataFrame) -> None:
