@@ -67,6 +67,7 @@ class Blend(Recommender):
         self.weights = _parse_weights(p["weights"], len(self.names))
         if not isinstance(p["params"], dict) or not all(isinstance(v, dict) for v in p["params"].values()):
             raise ValueError("blend: params must map model names to parameter objects")
+        p["params"] = copy.deepcopy(p["params"])  # never the shared default, nor the caller's
         stray = sorted(set(p["params"]) - set(self.names))
         if stray:
             raise ValueError(f"blend: params given for models not in the blend: {', '.join(stray)}")
