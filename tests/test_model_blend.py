@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from recsys_fixtures import (
@@ -174,3 +175,42 @@ def test_similar_items_and_reasons_come_from_the_heaviest_component(split):
     u = blend.user_index[user]
     expected = knn._reasons(u, np.array([blend.data.item_index[r.item_id] for r in recs]))
     assert [r.reason for r in recs] == expected and any(expected)
+
+
+def test_fits_are_not_reused_for_other_data(split):
+    """Same events under other user ids (or sessions) are other data: a component keyed by its
+    own user index must not be borrowed."""
+    from stylesense.recommenders import Interactions
+
+    data, _ = split
+    first = Blend(models="ease,itemknn").fit(data)
+    events = pd.DataFrame({"user_id": np.char.add("x_", data.users[data.user]), "item_id": data.items[data.item],
+                           "type": "view", "ts": data.ts})
+    renamed = Interactions.from_frame(events)
+    again = Blend(models="ease,itemknn").fit(renamed)
+    assert all(a is not b for a, b in zip(first.components, again.components))
+    sessions = Interactions.from_frame(events.assign(session_id=np.arange(len(events)) // 3))
+    third = Blend(models="ease,itemknn").fit(sessions)
+    assert all(a is not b for a, b in zip(again.components, third.components))
+
+
+def test_detached_blend_updates_its_components_in_place(split):
+    data, _ = split
+    blend = Blend(models="ease,itemknn").fit(data).detach()
+    components = list(blend.components)
+    assert not any(m is c for m in Blend._fitted.values() for c in components)
+    blend.update(browse("newcomer", 0, N_ITEMS, N_BLOCKS, count=3))
+    assert all(a is b for a, b in zip(blend.components, components))
+    assert components[0].history.shape[0] == len(blend.user_ids)
+
+
+def test_tuned_weights_stay_with_their_components():
+    from stylesense.behaviour import _with_tuned
+
+    tuned = {"models": "ease,als,bpr", "weights": "0.9,0.05,0.05", "params": {}}
+    assert _with_tuned(tuned, {})["weights"] == "0.9,0.05,0.05"
+    assert _with_tuned(tuned, {"models": "ease,als,bpr"})["weights"] == "0.9,0.05,0.05"
+    other = _with_tuned(tuned, {"models": "ease,itemknn"})
+    assert other == {"models": "ease,itemknn", "params": {}}
+    Blend(**other)  # equal weights: builds
+    assert _with_tuned({"l2": 5.0}, {"binary": False}) == {"l2": 5.0, "binary": False}

@@ -140,12 +140,14 @@ class Behaviour:
         the home and make it the default for ``recommend``. Returns (model, fit seconds)."""
         events = self._all_events()
         protocol = self._latest_protocol(name)  # a blend's components: tuned for the same protocol
-        merged = {**(self.tuned_params(name, protocol) if protocol else {}), **(params or {})}
+        merged = _with_tuned(self.tuned_params(name, protocol) if protocol else {}, params or {})
         model = self._build(name, merged, protocol)
         data = Interactions.from_frame(events, self.weights, items=self._catalogue_ids())
         start = perf_counter()
         model.fit(data)
         seconds = perf_counter() - start
+        if hasattr(model, "detach"):
+            model.detach()  # a blend that will serve owns its components (no copy on the first event)
         model.meta = {"applied_pk": int(events["pk"].max())}
         model.save(self.model_path(name))
         self._models[name] = model
@@ -227,7 +229,7 @@ class Behaviour:
                 raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
         return {
             label: (lambda n=n, over=over: self._build(
-                n, {**(self.tuned_params(n, protocol) if tuned else {}), **over}, protocol, tuned
+                n, _with_tuned(self.tuned_params(n, protocol) if tuned else {}, over), protocol, tuned
             ))
             for label, (n, over) in specs.items()
         }
@@ -280,3 +282,11 @@ class Behaviour:
         )
         result.to_json(self.tuned_path(name, protocol))
         return result
+
+
+def _with_tuned(tuned: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Tuned parameters overridden by the caller's. Tuned blend weights belong to the
+    components they were tuned with: a caller naming other components does not get them."""
+    if "models" in params and params["models"] != tuned.get("models", params["models"]):
+        tuned = {k: v for k, v in tuned.items() if k not in ("models", "weights")}
+    return {**tuned, **params}

@@ -85,16 +85,30 @@ class Blend(Recommender):
     def needs_vectors(self) -> bool:
         """Whether a component reads the catalogue's image vectors (hand them over with
         :meth:`with_vectors` before ``fit``)."""
-        return any(n == "visual" or self.params["params"].get(n, {}).get("use_vectors") for n in self.names)
+        from stylesense.recommenders import make_recommender
+
+        return any(
+            n == "visual" or make_recommender(n, **self.params["params"].get(n, {})).params.get("use_vectors")
+            for n in self.names
+        )
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
-        """The weights of the default components, each in [0, 1] (only their ratios matter)."""
+        """The weights of the default components, each in [0, 1] (only their ratios matter);
+        the components are part of the result, since weights mean nothing without them."""
         names = DEFAULT_MODELS.split(",")
         weights = [trial.suggest_float(f"w_{n}", 0.0, 1.0) for n in names]
         if not any(weights):
             weights[0] = 1.0
-        return {"weights": ",".join(f"{w:.4g}" for w in weights)}
+        return {"models": DEFAULT_MODELS, "weights": ",".join(f"{w:.4g}" for w in weights)}
+
+    def detach(self) -> "Blend":
+        """Make the components this blend's alone: the fit cache lets go of them, so live
+        updates change them in place instead of copying them first (for a blend that serves,
+        as after ``train``; during tuning the cache is what saves the refits)."""
+        Blend._fitted = {k: m for k, m in Blend._fitted.items() if all(m is not c for c in self.components)}
+        self._shared = False
+        return self
 
     def with_vectors(self, item_ids: Sequence[str], vectors: np.ndarray) -> "Blend":
         """Item vectors for the components that need them (``visual``, ``neumf`` with
@@ -206,11 +220,14 @@ def _standardise(scores: np.ndarray) -> np.ndarray:
 
 
 def _fingerprint(data: Interactions) -> str:
+    """A digest of everything a component's fit can read: every field of the interactions
+    (ids, events, times, prices, sessions) and the event-weight table."""
     h = hashlib.blake2b(digest_size=16)
-    for array in (data.user, data.item, data.weight, data.ts):
-        h.update(np.ascontiguousarray(array).tobytes())
-    h.update(json.dumps([data.n_users, data.n_items, sorted(data.weights.items())]).encode())
-    h.update("\n".join(data.items.tolist()).encode())
+    for name, array in sorted(data.to_arrays().items()):
+        array = np.ascontiguousarray(array)
+        h.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        h.update("\x00".join(array.tolist()).encode() if array.dtype.kind == "U" else array.tobytes())
+    h.update(json.dumps(sorted(data.weights.items())).encode())
     return h.hexdigest()
 
 
