@@ -160,7 +160,7 @@ def test_engine_gives_components_their_tuned_parameters(tmp_path):
     built = b._build("blend", {"models": "ease,itemknn"}, "stratified")
     assert built.params["params"] == {"ease": {"l2": 42.0, "binary": True, "max_items": 10000}, "itemknn": {}}
     mine = b._build("blend", {"models": "ease", "params": {"ease": {"l2": 7.0}}}, "stratified")
-    assert mine.params["params"] == {"ease": {"l2": 7.0}}
+    assert mine.params["params"] == {"ease": {"l2": 7.0, "binary": True, "max_items": 10000}}  # l2 overridden
     assert b._build("blend", {"models": "ease"}, "stratified", tuned=False).params["params"] == {}
 
 

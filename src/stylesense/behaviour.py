@@ -114,12 +114,14 @@ class Behaviour:
     ) -> Recommender:
         """A model by name; ``visual`` (and ``neumf`` with ``use_vectors``, and a blend holding
         either) also gets the catalogue's image vectors. With ``tuned``, a blend's components
-        get their tuned parameters for ``protocol`` (None: their latest tuning) unless
-        ``params`` names them."""
+        get their tuned parameters for ``protocol`` (None: their latest tuning), which
+        ``params`` overrides one parameter at a time."""
         if name == "blend" and tuned:
             model = make_recommender(name, **params)
-            found = {n: self.tuned_params(n, protocol) for n in model.names}  # type: ignore[attr-defined]
-            params = {**params, "params": {**found, **model.params["params"]}}
+            given = model.params["params"]
+            names = model.names  # type: ignore[attr-defined]
+            found = {n: {**self.tuned_params(n, protocol), **given.get(n, {})} for n in names}
+            params = {**params, "params": found}
         model = make_recommender(name, **params)
         if name == "visual" or model.params.get("use_vectors") or getattr(model, "needs_vectors", False):
             pks, raw = self.ss.store.features()
