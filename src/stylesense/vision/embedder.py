@@ -15,9 +15,10 @@ and +0.028 after adaptation against the square, mean-pooled recipe, at no cost o
 Speed matters because indexing a catalogue is dominated by this step, so the default path
 exports the network once to ONNX (cached on disk) and runs it with a runtime several times
 faster than eager PyTorch on CPU: OpenVINO in bfloat16 where the CPU computes bfloat16
-natively (AVX512-BF16 or AMX; 1.7x onnxruntime's fp32 speed on an AVX512-BF16 EPYC, features at cosine 0.998
-to fp32 and the same retrieval quality, docs/vision.md), onnxruntime in fp32 elsewhere. JPEGs
-are decoded at reduced size (``draft``) in worker threads while the previous batch is inferred.
+natively (AVX512-BF16 or AMX; on an AVX512-BF16 EPYC 1.7x onnxruntime's fp32 speed, features
+at cosine 0.998 to fp32 and the same retrieval quality, docs/vision.md), onnxruntime in fp32
+elsewhere. JPEGs are decoded at reduced size (``draft``) in worker threads while the previous
+batch is inferred.
 """
 
 from __future__ import annotations
