@@ -90,16 +90,16 @@ TUNE_GRID = [
 RECIPES = ("letterbox-gem", "square-mean")  # image fit - pooling; the first is the default
 
 
-def load(name: str, recipe: str, precision: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | None:
+def load(name: str, recipe: str, emb: Embedder) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | None:
     """Features and the metadata rows in the same order, or None (with a message) if absent.
-    ``precision``: as resolved by :func:`embedder` ("fp32" or "bf16")."""
+    ``emb`` (from :func:`embedder`) makes them if they are not cached yet."""
     stem, csv, id_col, *_ = DATASETS[name]
-    path = FEATURES / f"{stem}-{recipe}-{precision}.npz"
+    path = FEATURES / f"{stem}-{recipe}-{emb.precision}.npz"
     if not csv.exists():
         print(f"skip {name}: {csv} is absent")
         return None
     if not path.exists():
-        extract(name, path, embedder(recipe, precision))
+        extract(name, path, emb)
     with np.load(path, allow_pickle=False) as data:
         ids, feats = data["ids"].astype(str), data["features"].astype(np.float32)
     meta = pd.read_csv(csv, dtype=str, keep_default_na=False).set_index(id_col)
@@ -160,11 +160,11 @@ def train(feats: np.ndarray, meta: pd.DataFrame, columns: list[str], group: str 
     return Adapter.train(feats, labels, groups, label_names=names, threads=threads, **hp)
 
 
-def run_tune(threads: int, recipe: str, precision: str) -> dict:
+def run_tune(threads: int, recipe: str, emb: Embedder) -> dict:
     """Compare hyper-parameters on a validation part of each training half (never the test half)."""
     out = {}
     for name, (_, _, _, label, group, sets) in DATASETS.items():
-        loaded = load(name, recipe, precision)
+        loaded = load(name, recipe, emb)
         if loaded is None:
             continue
         ids, feats, meta = loaded
@@ -193,10 +193,10 @@ def print_row(dataset: str, method: str, labels: str, res: dict, seconds: float)
     )
 
 
-def run_bench(threads: int, recipe: str, precision: str) -> dict:
+def run_bench(threads: int, recipe: str, emb: Embedder) -> dict:
     out: dict = {}
     for name, (_, _, _, label, group, sets) in DATASETS.items():
-        loaded = load(name, recipe, precision)
+        loaded = load(name, recipe, emb)
         if loaded is None:
             continue
         ids, feats, meta = loaded
@@ -263,10 +263,11 @@ def main() -> None:
     parser.add_argument("--recipe", choices=RECIPES, default=RECIPES[0], help="image fit and pooling of the features")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="inference precision of the features")
     args = parser.parse_args()
-    precision = embedder(args.recipe, args.precision).precision
+    emb = embedder(args.recipe, args.precision)
+    precision = emb.precision
     print(f"features: {args.recipe}, {precision}")
     with threadpool_limits(args.threads):
-        results = (run_tune if args.tune else run_bench)(args.threads, args.recipe, precision)
+        results = (run_tune if args.tune else run_bench)(args.threads, args.recipe, emb)
     if not results:
         sys.exit(0)
     summary = [] if args.tune else summarise(results)

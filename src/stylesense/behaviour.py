@@ -112,8 +112,8 @@ class Behaviour:
     def _build(
         self, name: str, params: Mapping[str, Any], protocol: str | None = None, tuned: bool = True
     ) -> Recommender:
-        """A model by name; ``visual`` (and ``neumf`` with ``use_vectors``, and a blend holding
-        either) also gets the catalogue's image vectors. With ``tuned``, a blend's components
+        """A model by name, with the catalogue's image vectors if it ``needs_vectors``
+        (``visual``, ``neumf`` with ``use_vectors``, a blend holding either). With ``tuned``, a blend's components
         get their tuned parameters for ``protocol`` (None: their latest tuning), which
         ``params`` overrides one parameter at a time."""
         if name == "blend" and tuned:
@@ -123,7 +123,7 @@ class Behaviour:
             found = {n: {**self.tuned_params(n, protocol), **given.get(n, {})} for n in names}
             params = {**params, "params": found}
         model = make_recommender(name, **params)
-        if name == "visual" or model.params.get("use_vectors") or getattr(model, "needs_vectors", False):
+        if model.needs_vectors:
             pks, raw = self.ss.store.features()
             if not len(pks):
                 raise HomeError(f"the {name} model needs catalogue photos: run `stylesense catalog import` first")

@@ -83,6 +83,12 @@ class Recommender(ABC):
     def item_ids(self) -> np.ndarray:
         return self.data.items
 
+    @property
+    def needs_vectors(self) -> bool:
+        """Whether ``fit`` reads the catalogue's image vectors (handed over first with the
+        model's ``with_vectors``)."""
+        return False
+
     @abstractmethod
     def _fit(self, data: Interactions) -> None: ...
 

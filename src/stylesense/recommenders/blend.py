@@ -83,14 +83,9 @@ class Blend(Recommender):
 
     @property
     def needs_vectors(self) -> bool:
-        """Whether a component reads the catalogue's image vectors (hand them over with
-        :meth:`with_vectors` before ``fit``)."""
         from stylesense.recommenders import make_recommender
 
-        return any(
-            n == "visual" or make_recommender(n, **self.params["params"].get(n, {})).params.get("use_vectors")
-            for n in self.names
-        )
+        return any(make_recommender(n, **self.params["params"].get(n, {})).needs_vectors for n in self.names)
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
@@ -129,10 +124,8 @@ class Blend(Recommender):
             model = Blend._fitted.get(key)
             if model is None:
                 model = make_recommender(name, **params)
-                if self._vectors is not None and hasattr(model, "with_vectors") and (
-                    name == "visual" or model.params.get("use_vectors")
-                ):
-                    model.with_vectors(*self._vectors)
+                if self._vectors is not None and model.needs_vectors:
+                    model.with_vectors(*self._vectors)  # type: ignore[attr-defined]
                 model.fit(data)
             fitted[key] = model
             self.components.append(model)

@@ -331,6 +331,10 @@ class NeuMF(Recommender):
             "batch_size": trial.suggest_categorical("batch_size", [1024, 2048, 4096]),
         }
 
+    @property
+    def needs_vectors(self) -> bool:
+        return self.params["use_vectors"]
+
     def with_vectors(self, item_ids: Sequence[str], vectors: np.ndarray) -> "NeuMF":
         """Item vectors for the next ``fit`` (used with ``use_vectors``; one row per id,
         L2-normalised here). Ids outside the fitted interactions are ignored; items without a
@@ -649,12 +653,13 @@ def _sample_negatives(
     items = rng.integers(0, n_items, size=len(users))
     open_ = np.flatnonzero(np.diff(seen.indptr)[users] < n_items)
     per_block = max(1, cells // max(1, n_items))
-    if per_block < n_users:  # several blocks: group the entries by user once
+    starts = range(0, n_users, per_block)
+    if len(starts) > 1:  # several blocks: group the entries by user once
         open_ = open_[np.argsort(users[open_], kind="stable")]
-    bounds = np.searchsorted(users[open_], np.arange(0, n_users + per_block, per_block)) if per_block < n_users else None
-    for b, start in enumerate(range(0, n_users, per_block)):
+    bounds = np.searchsorted(users[open_], [*starts, n_users]) if len(starts) > 1 else [0, len(open_)]
+    for b, start in enumerate(starts):
         stop = min(n_users, start + per_block)
-        rows = open_ if bounds is None else open_[bounds[b] : bounds[b + 1]]
+        rows = open_[bounds[b] : bounds[b + 1]]
         part = seen[start:stop]
         block = np.zeros((stop - start, n_items), dtype=bool)
         block[np.repeat(np.arange(stop - start), np.diff(part.indptr)), part.indices] = True

@@ -58,6 +58,8 @@ class Visual(Recommender):
             "pooling": trial.suggest_categorical("pooling", ["max", "mean"]),
         }
 
+    needs_vectors = True  # type: ignore[assignment]
+
     def with_vectors(self, item_ids: Sequence[str], vectors: np.ndarray) -> "Visual":
         """Item vectors for the next ``fit`` (one row per id; normalised again here). Ids not in
         the fitted interactions are ignored: they have no column to score."""

@@ -263,18 +263,20 @@ class EfficientNetLiteEmbedder(Embedder):
     # -- ONNX ----------------------------------------------------------------------------
 
     def _onnx_runner(self, precision: str) -> Callable[[np.ndarray], np.ndarray]:
-        """The exported model (exported now if the cache lacks a usable one) as a function of
-        a uint8 batch, run by OpenVINO in bfloat16 or by onnxruntime in fp32."""
+        """The exported model (exported now if the cache lacks it) as a function of a uint8
+        batch, run by OpenVINO in bfloat16 or by onnxruntime in fp32. A cached file neither
+        runtime can load is exported again, once."""
         path = self.cache_dir / f"efficientnet-{self.variant}-{self.pooling}-{_ONNX_TAG}.onnx"
-        session = None
-        if path.exists():
-            try:
-                session = self._ort_session(path)
-            except Exception as exc:  # noqa: BLE001 - a damaged cache file is simply rebuilt
-                log.warning("cached ONNX model %s unusable (%s); exporting again", path, exc)
-        if session is None:
+        if not path.exists():
             _export_onnx(self.variant, self.pooling, self.image_size, path)
-            session = self._ort_session(path)
+        try:
+            return self._runtime(path, precision)
+        except Exception as exc:  # noqa: BLE001 - a damaged cache file is simply rebuilt
+            log.warning("cached ONNX model %s unusable (%s); exporting again", path, exc)
+        _export_onnx(self.variant, self.pooling, self.image_size, path)
+        return self._runtime(path, precision)
+
+    def _runtime(self, path: Path, precision: str) -> Callable[[np.ndarray], np.ndarray]:
         if precision != "fp32":
             try:
                 run = _openvino_bf16(path, self.threads, explicit=precision == "bf16")
@@ -284,6 +286,7 @@ class EfficientNetLiteEmbedder(Embedder):
             if run is not None:
                 self.precision = "bf16"
                 return run
+        session = self._ort_session(path)
         return lambda batch: session.run(None, {"images": batch})[0].astype(np.float32, copy=False)
 
     def _ort_session(self, path: Path) -> Any:
