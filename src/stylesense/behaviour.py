@@ -113,9 +113,9 @@ class Behaviour:
         self, name: str, params: Mapping[str, Any], protocol: str | None = None, tuned: bool = True
     ) -> Recommender:
         """A model by name, with the catalogue's image vectors if it ``needs_vectors``
-        (``visual``, ``neumf`` with ``use_vectors``, a blend holding either). With ``tuned``, a blend's components
-        get their tuned parameters for ``protocol`` (None: their latest tuning), which
-        ``params`` overrides one parameter at a time."""
+        (``visual``, ``neumf`` with ``use_vectors``, a blend holding either). With ``tuned``,
+        a blend's components get their tuned parameters for ``protocol`` (None: their latest
+        tuning), which ``params`` overrides one parameter at a time."""
         if name == "blend" and tuned:
             model = make_recommender(name, **params)
             given = model.params["params"]
