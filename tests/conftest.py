@@ -2,7 +2,10 @@
 
 import csv
 import random
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -20,6 +23,28 @@ def shared_data() -> Path:
     return path
 
 CLASSES = ("Tshirts", "Shoes", "Bags", "Dresses")
+
+
+def within(seconds: float, call: Callable[[], Any]) -> Any:
+    """``call()``'s result (or its exception), failing the test if it has not returned after
+    ``seconds``: for inputs that used to hang (a FIFO, /dev/zero). The call runs in a daemon
+    thread, so a hang cannot keep the test process alive."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as e:  # noqa: BLE001 - handed to the test's thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"still running after {seconds} s (hangs)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 def draw_product(kind: str, rng: random.Random, size: int = 160) -> Image.Image:
@@ -88,3 +113,31 @@ def catalog_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("catalog")
     write_catalog(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def imported_home(tmp_path_factory, model_cache, catalog_dir) -> Path:
+    """A home with catalog_dir imported and a trained ``popular`` model (alice bought 1, 2
+    and 7). Never used directly: tests that damage a home take ``home_copy``."""
+    from stylesense.engine import StyleSense
+
+    root = tmp_path_factory.mktemp("imported") / "home"
+    root.mkdir()
+    (root / "models").symlink_to(model_cache, target_is_directory=True)
+    ss = StyleSense(root, threads=1)
+    assert ss.import_catalog(catalog_dir / "styles.csv", "images/{id}.jpg").ok
+    for item in ("1", "2", "7"):
+        ss.behaviour.add_event("alice", item, "purchase")
+    ss.behaviour.train("popular")
+    ss.store.engine.dispose()  # checkpoints the WAL: the database file holds everything
+    return root
+
+
+@pytest.fixture
+def home_copy(imported_home, tmp_path) -> Path:
+    """A private copy of ``imported_home`` to damage."""
+    import shutil
+
+    copy = tmp_path / "home"
+    shutil.copytree(imported_home, copy, symlinks=True)
+    return copy

@@ -16,6 +16,17 @@ import pandas as pd
 
 T0 = 1_700_000_000  # epoch seconds of the first event
 
+# Small, fast settings per registered model where only the mechanics matter (the contract
+# tests; the model tests measure quality with their own settings).
+QUICK: dict[str, dict] = {
+    "als": {"factors": 8, "iterations": 5, "threads": 1},
+    "bpr": {"factors": 8, "epochs": 10, "threads": 1},
+    "itemknn": {"threads": 1},
+    "neumf": {"factors": 8, "layers": "16,8", "epochs": 2, "pretrain": False, "valid_share": 0.0, "threads": 1},
+    "gru4rec": {"hidden_size": 16, "epochs": 1, "batch_size": 16, "n_sample": 8, "threads": 1},
+    "blend": {"models": "ease,itemknn,visual", "params": {"itemknn": {"threads": 1}}},
+}
+
 
 def block_of(id_: str) -> int:
     """The block encoded in a synthetic user or item id (``"b3_u12"`` -> 3)."""

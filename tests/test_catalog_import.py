@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from stylesense.catalog.csvtable import CsvError
+from stylesense.catalog.filters import Filters
 from stylesense.engine import StyleSense
 
 from conftest import draw_product, write_catalog
@@ -133,4 +134,56 @@ def test_interrupted_index_update_is_finished_by_the_next_command(home, shop):
     index = fresh.index()
     assert "crash" in {it.item_id for it in fresh.items()} and len(index) == 16  # 16 + 1 - 1
     assert fresh.items(["crash"])[0].pk in index
-    assert fresh.store.removed_pks().size == 0
+    assert fresh.store.unsearchable_pks().size == 0 and not fresh.store.index_behind()
+
+
+def test_bad_prices_are_reported_and_price_filters_keep_working(home, shop):
+    """A price column with the odd "N/A", "$12" or "12,50" used to be stored as text, so every
+    price filter matched nothing."""
+    data = rows(shop / "styles.csv")
+    for row_id, price in (("1", "N/A"), ("2", "$12"), ("6", "12,50")):
+        data[int(row_id) - 1]["price"] = price
+    rewrite(shop / "styles.csv", data)
+    ss = StyleSense(home)
+    report = ss.import_catalog(shop / "styles.csv", "images/{id}.jpg")
+    assert (report.added, report.bad, report.ok) == (16, [], False)  # the rows import all the same
+    assert [(w.row, w.item_id) for w in report.warnings] == [(2, "1"), (3, "2"), (7, "6")]
+    assert report.warnings[2].reason == ("column 'price': '12,50' is not a number (the column is numeric); "
+                                         "stored empty, the rest of the row imported")
+    with report.report_path.open() as f:
+        assert [(r["row"], r["id"]) for r in csv.DictReader(f)] == [("2", "1"), ("3", "2"), ("7", "6")]
+    assert "price" not in ss.items(["1"])[0].attrs and ss.items(["3"])[0].attrs["price"] == 20.0
+
+    hits = ss.search(item="9", k=16, filters=Filters.parse([], 15, 25))
+    # prices 15, 20 and 25 in each of the 4 classes, less the two whose price was not a number
+    assert len(hits) == 10 and all(15 <= h.attrs["price"] <= 25 for h in hits)
+    with pytest.raises(ValueError, match="has leading or trailing whitespace"):
+        ss.search(item=" 9 ")
+
+
+def test_allowed_roots_keep_an_import_inside_its_folders(home, tmp_path):
+    shop, elsewhere = tmp_path / "shop", tmp_path / "elsewhere"
+    write_catalog(shop, n_per_class=1)
+    elsewhere.mkdir()
+    draw_product("Bags", random.Random(3)).save(elsewhere / "photo.jpg")
+    (shop / "images" / "link.jpg").symlink_to(elsewhere / "photo.jpg")
+    data = rows(shop / "styles.csv")
+    for row, photo in zip(data, ("images/1.jpg", "/etc/passwd", "../elsewhere/photo.jpg", "images/link.jpg")):
+        row["photo"] = photo
+    rewrite(shop / "styles.csv", data)
+
+    ss = StyleSense(home)
+    report = ss.import_catalog(shop / "styles.csv", "{photo}", allowed_roots=[shop])
+    assert report.added == 1
+    assert {b.item_id: b.reason for b in report.bad} == {
+        "2": "image '/etc/passwd' is outside the allowed folders",
+        "3": "image '../elsewhere/photo.jpg' is outside the allowed folders",
+        "4": "image 'images/link.jpg' is outside the allowed folders",  # a link out counts as out
+    }
+    with pytest.raises(CsvError, match="outside the allowed folders"):
+        ss.import_catalog(shop / "styles.csv", "{photo}", allowed_roots=[elsewhere])
+
+    # without roots (the CLI) the import reads where its user points
+    report = ss.import_catalog(shop / "styles.csv", "{photo}")
+    assert report.added == 2
+    assert [(b.item_id, b.reason) for b in report.bad] == [("2", "not an image (unrecognised format)")]

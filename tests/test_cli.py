@@ -1,13 +1,15 @@
 """The command line end to end: init, import (exit codes), search --json, duplicates, evaluate."""
 
 import json
+import os
 import shutil
 
 from typer.testing import CliRunner
 
 from stylesense.cli import app
+from stylesense.engine import StyleSense
 
-from conftest import write_catalog
+from conftest import within, write_catalog
 
 runner = CliRunner()
 
@@ -113,3 +115,76 @@ def test_homes_from_before_the_recorded_recipe_keep_embedding_their_way(tmp_path
     assert (ss.config.image_fit, ss.config.pooling) == ("square", "mean")
     fresh = StyleSense.init(tmp_path / "new")
     assert (fresh.config.image_fit, fresh.config.pooling) == ("letterbox", "gem")
+
+
+def test_bad_prices_are_reported_and_price_filters_keep_working(home, tmp_path):
+    shop = tmp_path / "shop"
+    csv_path = write_catalog(shop, n_per_class=4)
+    text = csv_path.read_text().splitlines()
+    for line, price in ((1, "N/A"), (2, "$12"), (6, '"12,50"')):  # ids 1, 2 and 6
+        cells = text[line].split(",")
+        text[line] = ",".join([*cells[:3], price, *cells[4:]])
+    csv_path.write_text("\n".join(text) + "\n")
+
+    r = run(home, "catalog", "import", str(csv_path), "--images", "images/{id}.jpg")
+    assert r.exit_code == 1, r.output  # like failed rows: someone must look at them
+    assert "16 added" in r.output and "0 failed" in r.output and "3 rows imported with a cell left empty" in r.output
+    assert "row 7 (id 6): column 'price': '12,50' is not a number" in r.output
+
+    r = run(home, "search", "--item", "9", "-k", "16", "--min-price", "15", "--max-price", "25", "--json")
+    assert r.exit_code == 0, r.output
+    prices = [h["attrs"]["price"] for h in json.loads(r.output)]
+    assert len(prices) == 10 and all(15 <= p <= 25 for p in prices)  # it used to be []
+
+    r = run(home, "search", "--item", "9", "--min-price", "nan")
+    assert r.exit_code == 2 and "--min-price must be a finite number" in r.output
+    r = run(home, "search", "--item", " 9 ")
+    assert r.exit_code == 2 and "leading or trailing whitespace" in r.output
+
+
+def test_devices_and_fifos_are_refused_not_read_forever(home, tmp_path):
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    odd = tmp_path / "odd.csv"
+    odd.write_text(f"id,photo\nz,/dev/zero\nf,{fifo}\n")
+    r = within(60, lambda: run(home, "catalog", "import", str(odd), "--images", "{photo}"))
+    assert r.exit_code == 1, r.output
+    assert "(id z): cannot read /dev/zero: not a regular file (character device)" in r.output
+    assert "(id f): cannot read" in r.output and "not a regular file (pipe (FIFO))" in r.output
+    r = within(60, lambda: run(home, "catalog", "import", "/dev/zero", "--images", "{id}.jpg"))
+    assert r.exit_code == 2 and "not a regular file (character device)" in r.output
+
+    write_catalog(tmp_path / "shop", n_per_class=1)
+    shop = tmp_path / "shop" / "styles.csv"
+    assert run(home, "catalog", "import", str(shop), "--images", "images/{id}.jpg").exit_code == 0
+    r = within(60, lambda: run(home, "search", "/dev/zero"))
+    assert r.exit_code == 2 and "not a regular file (character device)" in r.output  # was "empty file"
+
+
+def test_events_commands_check_what_they_are_given(tmp_path):
+    home = tmp_path / "home"
+    log = tmp_path / "log.csv"
+    log.write_bytes("user,sku,when\nmüller,a,2024-01-01\n".encode("latin-1"))
+    args = ("events", "import", str(log), "--user-column", "user", "--item-column", "sku",
+            "--time-column", "when", "--type", "view")
+    r = run(home, *args)
+    assert r.exit_code == 2 and "pass --encoding" in r.output
+    r = run(home, *args, "--encoding", "latin-1")  # the option the message recommends
+    assert r.exit_code == 0 and "1 imported" in r.output, r.output
+
+    r = run(home, "events", "add", "--user", "  padded  ", "--item", "a")
+    assert r.exit_code == 2 and "user id '  padded  ' has leading or trailing whitespace" in r.output
+    r = run(home, "events", "add", "--user", "alice", "--item", "a", "--price=-1")
+    assert r.exit_code == 2 and "price must be a finite number >= 0" in r.output
+    r = run(home, "events", "add", "--user", "alice", "--item", "a", "--type", "rating", "--value", "4")
+    assert r.exit_code == 0, r.output
+    events = StyleSense(home).behaviour.events.frame()
+    assert events[["user_id", "item_id", "type"]].values.tolist() == [
+        ["müller", "a", "view"], ["alice", "a", "rating"]]
+    assert events["value"].isna().tolist() == [True, False] and events["value"].iloc[1] == 4.0
+
+    r = run(home, "events", "weights", "purchse=10")
+    assert r.exit_code == 2 and "unknown event type 'purchse'" in r.output and "did you mean 'purchase'?" in r.output
+    assert "purchase=8" in run(home, "events", "weights").output  # nothing changed
+    r = run(home, "events", "weights", "wishlist=3", "--new-type")
+    assert r.exit_code == 0 and "wishlist=3" in r.output

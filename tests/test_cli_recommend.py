@@ -99,7 +99,7 @@ def test_event_weights_are_configurable(tmp_path):
     home = tmp_path / "home"
     assert "purchase=8" in run(home, "events", "weights").output
     assert run(home, "events", "add", "--user", "u", "--item", "i", "--type", "wishlist").exit_code == 2
-    r = run(home, "events", "weights", "purchase=20", "wishlist=3")
+    r = run(home, "events", "weights", "purchase=20", "wishlist=3", "--new-type")
     assert r.exit_code == 0 and "purchase=20" in r.output and "wishlist=3" in r.output
     assert run(home, "events", "add", "--user", "u", "--item", "i", "--type", "wishlist").exit_code == 0
     assert run(home, "events", "add", "--user", "u", "--item", "j", "--type", "purchase").exit_code == 0

@@ -1,5 +1,7 @@
 """Importing behaviour logs from CSV: presets for H&M and MovieLens, bad rows, whole-file errors."""
 
+import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -7,6 +9,8 @@ import pytest
 
 from stylesense.catalog.csvtable import BadRow, CsvError
 from stylesense.events import PRESETS, EventImportReport, EventStore, import_events, read_events_csv
+
+from conftest import within
 
 HM_HEADER = "t_dat,customer_id,article_id,price,sales_channel_id\n"
 ML_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
@@ -65,10 +69,10 @@ def test_bad_rows_are_reported_with_line_numbers_and_the_rest_imports(tmp_path, 
     report = import_events(store, path, **CLICKS, price_column="price")
     assert (report.rows, report.inserted, report.duplicates) == (8, 2, 0)
     assert report.bad == [
-        BadRow(3, "b", "empty user id in column 'user'"),
-        BadRow(4, "", "empty item id in column 'sku'"),
+        BadRow(3, "b", "empty user id"),
+        BadRow(4, "", "empty item id"),
         BadRow(5, "c", "time in column 'when' is not an ISO date or an epoch number: 'yesterday'"),
-        BadRow(6, "d", "unknown event type (known: cart, click, like, purchase, rating, view): 'wishlist'"),
+        BadRow(6, "d", "unknown event type 'wishlist' (known: cart, click, like, purchase, rating, view)"),
         BadRow(7, "e", "price in column 'price' is not a number: 'ten'"),
         BadRow(8, "", "3 fields, header has 5"),
     ]
@@ -76,6 +80,46 @@ def test_bad_rows_are_reported_with_line_numbers_and_the_rest_imports(tmp_path, 
     assert f[["user_id", "item_id", "type"]].values.tolist() == [["u1", "a", "view"], ["U2", "g", "purchase"]]
     assert pd.isna(f["price"].iloc[0]) and f["price"].iloc[1] == 12.5
     assert f["ts"].tolist() == [pd.Timestamp("2024-01-01 10:00", tz="UTC")] * 2
+
+
+def test_rows_breaking_the_store_rules_are_reported_and_the_rest_imports(tmp_path, store):
+    path = write(tmp_path, "user,sku,when,event,price\n"
+                 "  alice  ,a,2024-01-01,purchase,5\n"       # 2: fine; a CSV cell is stripped
+                 "u1,b,2024-01-01,purchase,-5\n"             # 3: negative price
+                 "u1,c,1900-01-01,view,\n"                   # 4: before 1970
+                 "u1,d,1704103200000,view,\n"                # 5: milliseconds read as seconds
+                 "   ,e,2024-01-01,view,\n"                  # 6: whitespace-only user
+                 "u1,f,2999-01-01,view,\n")                  # 7: the far future
+    report = import_events(store, path, **CLICKS, price_column="price")
+    assert (report.rows, report.inserted) == (6, 1)
+    assert [(b.row, b.item_id) for b in report.bad] == [(3, "b"), (4, "c"), (5, "d"), (6, "e"), (7, "f")]
+    reasons = [b.reason for b in report.bad]
+    assert reasons[0] == "price must be a finite number >= 0, got -5.0"
+    assert reasons[1].startswith("time 1900-01-01 00:00:00+00:00 is outside 1970-01-01 .. now + 1 day")
+    assert reasons[2].startswith("time 55970-") and reasons[4].startswith("time 2999-01-01")
+    assert reasons[3] == "empty user id"
+    assert store.users() == ["alice"]
+
+
+def test_a_quote_left_open_is_reported_not_swallowed(tmp_path, store):
+    """The csv module reads an open quote to the end of the file as one field: here the
+    session cell of line 2 would swallow the events of lines 3 and 4 without a word."""
+    path = write(tmp_path, 'user,sku,when,visit\nu,a,2024-01-01,"s1\nu,b,2024-01-02,s2\nu,c,2024-01-03,s3\n')
+    report = import_events(store, path, user_column="user", item_column="sku", time_column="when",
+                           type="view", session_column="visit")
+    assert (report.rows, report.inserted) == (1, 0)
+    assert report.bad == [BadRow(2, "", "unterminated quote: read to the end of the file as one field; "
+                                        "lines 2-4 not imported")]
+    assert store.count() == 0
+
+
+def test_only_regular_files_are_read(tmp_path):
+    fifo = tmp_path / "events.csv"
+    os.mkfifo(fifo)
+    for path, kind in ((fifo, "pipe (FIFO)"), (Path("/dev/zero"), "character device")):
+        with pytest.raises(CsvError, match=re.escape(f"not a regular file ({kind})")):
+            within(10, lambda: read_events_csv(path, user_column="user", item_column="sku", time_column="when",
+                                               type="view"))
 
 
 def test_times_with_offsets_and_epoch_units(tmp_path):

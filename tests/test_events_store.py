@@ -1,6 +1,11 @@
-"""The event store: live events, bulk import without duplicates, incremental reads, durability."""
+"""The event store: live events, bulk import without duplicates, incremental reads, durability,
+one set of rules at every entry point, and concurrent writers."""
 
+import multiprocessing
+import random
 from datetime import datetime, timedelta, timezone
+
+import re
 
 import numpy as np
 import pandas as pd
@@ -51,7 +56,7 @@ def test_naive_times_are_utc_and_offsets_are_converted(store):
 def test_add_rejects_unknown_types_and_empty_ids(store):
     with pytest.raises(ValueError, match="unknown event type.*'wishlist'.*known: cart, click"):
         store.add("u", "a", type="wishlist")
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match="empty user id"):
         store.add("", "a")
     with pytest.raises(ValueError, match="price must be a finite number"):
         store.add("u", "a", price=float("nan"))
@@ -65,10 +70,72 @@ def test_known_types_are_configurable(tmp_path):
         store.add("u", "a", type="purchase")
 
 
-def test_identical_live_events_are_repeats(store):
-    for _ in range(3):
-        store.add("u", "a", type="purchase", ts=T0)
-    assert store.count() == 3
+def test_an_identical_live_event_is_a_retry_stored_once(store):
+    assert [store.add("u", "a", type="purchase", ts=T0) for _ in range(3)] == [True, False, False]
+    assert store.add("u", "a", type="purchase", ts=T0 + timedelta(microseconds=1))
+    assert store.count() == 2
+
+
+BAD_EVENTS = [  # (user, item, type, ts, price): one broken rule each, and the reason given
+    (("  padded  ", "a", "view", T0, None), "user id '  padded  ' has leading or trailing whitespace"),
+    (("u", "\t", "view", T0, None), "empty item id"),
+    (("u", "a", "wishlist", T0, None), "unknown event type 'wishlist'"),
+    (("u", "a", "view", datetime(1900, 1, 1, tzinfo=timezone.utc), None), "time 1900-01-01 00:00:00+00:00 is outside"),
+    (("u", "a", "view", datetime.now(timezone.utc) + timedelta(days=3), None), "is outside 1970-01-01 .. now + 1 day"),
+    (("u", "a", "purchase", T0, -1.0), "price must be a finite number >= 0, got -1.0"),
+    (("u", "a", "purchase", T0, float("inf")), "price must be a finite number >= 0, got inf"),
+]
+
+
+@pytest.mark.parametrize("event, reason", BAD_EVENTS)
+def test_add_and_import_frame_apply_the_same_rules(store, event, reason):
+    user, item, kind, ts, price = event
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        store.add(user, item, kind, ts=ts, price=price)
+    good = ("u", "ok", "view", T0, np.nan)
+    with pytest.raises(ValueError, match=re.escape("1 invalid event(s), nothing stored; the first, row 1: ") + ".*"
+                       + re.escape(reason)):
+        store.import_frame(events(good, (user, item, kind, ts, np.nan if price is None else price)))
+    assert store.count() == 0
+
+
+def test_ids_are_kept_exactly_so_they_are_found_again(store):
+    store.add("Alice Smith", "0111565001", type="cart", ts=T0)
+    store.import_frame(events(("Bob", "0222", "view", T0)))
+    assert store.users() == ["Alice Smith", "Bob"]
+    assert store.frame(users=["Alice Smith"])["item_id"].tolist() == ["0111565001"]
+
+
+def _add_everything(url: str, keys: list[int], seed: int, barrier, results) -> None:
+    """One writer process: the same events as every other writer, in its own order."""
+    try:
+        store = EventStore.open(url)
+        order = keys[:]
+        random.Random(seed).shuffle(order)
+        barrier.wait(timeout=120)
+        results.put(sum(store.add(f"u{k % 5}", f"i{k}", "purchase", ts=T0 + timedelta(seconds=k % 3))
+                        for k in order))
+    except Exception as e:  # noqa: BLE001 - reported to the test
+        results.put(repr(e))
+
+
+def test_processes_adding_the_same_events_at_once_store_each_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'home.db'}"
+    EventStore.open(url).engine.dispose()  # the tables exist before the writers start
+    ctx = multiprocessing.get_context("spawn")
+    keys, writers = list(range(60)), 4
+    barrier, results = ctx.Barrier(writers), ctx.Queue()
+    procs = [ctx.Process(target=_add_everything, args=(url, keys, seed, barrier, results)) for seed in range(writers)]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=300) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+    assert all(isinstance(o, int) for o in outcomes), outcomes  # no IntegrityError, no lock error
+    assert sum(outcomes) == len(keys)  # each event stored by exactly one of the writers
+    store = EventStore.open(url)
+    assert store.count() == len(keys)
+    assert sorted(store.frame()["item_id"]) == sorted(f"i{k}" for k in keys)
 
 
 def test_reimport_adds_nothing_and_identical_rows_are_repeats(store):

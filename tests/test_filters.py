@@ -28,3 +28,11 @@ def test_errors():
         Filters.parse(["colour=red"]).check_columns({"gender", "price"})
     with pytest.raises(FilterError, match="price"):
         Filters.parse([], min_price=1).check_columns({"gender"})
+
+
+@pytest.mark.parametrize("bounds", [{"min_price": float("nan")}, {"max_price": float("nan")},
+                                    {"min_price": float("-inf")}, {"max_price": float("inf")}])
+def test_a_price_bound_must_be_a_finite_number(bounds):
+    # NaN compares false with every price: it would quietly filter nothing, not be an error
+    with pytest.raises(FilterError, match="must be a finite number"):
+        Filters.parse([], **bounds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -12,7 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, features
 
-from stylesense.vision.images import MAX_PIXELS, ImageError, content_hash, letterbox, load_image
+from stylesense.inputs import FileRefused
+from stylesense.vision.images import MAX_FILE_BYTES, MAX_PIXELS, ImageError, content_hash, letterbox, load_image
+
+from conftest import within
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
@@ -64,7 +68,34 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_directory(tmp_path: Path) -> None:
-    assert _reason(tmp_path) == "not a file (directory)"
+    assert _reason(tmp_path) == "not a regular file (directory)"
+
+
+def test_fifo_and_devices_are_refused_unread(tmp_path: Path) -> None:
+    """A FIFO used to block open() forever and /dev/zero (size 0) to read as "empty file";
+    hashing /dev/zero never ended."""
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    assert within(10, lambda: _reason(fifo)) == "not a regular file (pipe (FIFO))"
+    assert within(10, lambda: _reason(Path("/dev/zero"))) == "not a regular file (character device)"
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(FileRefused, match="not a regular file"):
+            within(10, lambda: content_hash(path))
+
+
+def test_byte_cap_is_checked_before_and_while_reading(tmp_path: Path) -> None:
+    big = tmp_path / "huge.jpg"
+    with big.open("wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)  # sparse: refused from its size, never read
+    assert _reason(big) == f"file too large: {MAX_FILE_BYTES + 1} bytes > cap {MAX_FILE_BYTES}"
+    photo = _write(tmp_path, "a.jpg", _jpeg_bytes())
+    assert _reason(photo, max_bytes=100).startswith("file too large")
+    with pytest.raises(FileRefused, match="file too large"):
+        content_hash(photo, max_bytes=100)
+    # /proc files are regular but report size 0: only the count while reading catches them
+    status = Path("/proc/self/status")
+    if status.exists():
+        assert _reason(status, max_bytes=100) == "file too large: more than 100 bytes"
 
 
 def test_zero_bytes(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from recsys_fixtures import (
     sampled_search_space,
 )
 from stylesense.recommenders import make_recommender
-from stylesense.recommenders.blend import Blend, _standardise
+from stylesense.recommenders.blend import Blend, FitCache, _standardise
 from stylesense.recommenders.ease import EASE
 from stylesense.recommenders.itemknn import ItemKNN
 
@@ -60,25 +60,32 @@ def test_recovers_blocks_and_beats_popularity(split):
     assert_recovers_blocks(Blend(params=QUICK).fit(split[0]), split)
 
 
-def test_component_fits_are_reused_across_weights(split, monkeypatch):
+def test_component_fits_are_reused_across_weights_through_a_cache(split, monkeypatch):
     data, _ = split
-    first = Blend(models="ease,itemknn", weights="1,1").fit(data)
+    cache = FitCache()
+    first = Blend(models="ease,itemknn", weights="1,1").with_cache(cache).fit(data)
     calls = []
     real_fit = ItemKNN.fit
     monkeypatch.setattr(ItemKNN, "fit", lambda self, d: calls.append(1) or real_fit(self, d))
-    second = Blend(models="ease,itemknn", weights="1,3").fit(data)
+    second = Blend(models="ease,itemknn", weights="1,3").with_cache(cache).fit(data)
     assert calls == [] and second.components[1] is first.components[1]
-    Blend(models="ease,itemknn", weights="1,3", params={"itemknn": {"neighbours": 7}}).fit(data)
+    Blend(models="ease,itemknn", weights="1,3", params={"itemknn": {"neighbours": 7}}).with_cache(cache).fit(data)
     assert calls == [1]  # other parameters: a new fit
+    Blend(models="ease,itemknn", weights="1,3").fit(data)
+    assert calls == [1, 1]  # no cache, no sharing: a blend that will serve owns its components
 
 
 def test_updates_reach_every_component_but_no_other_blend(split):
     data, _ = split
     user = str(data.users[0])
-    a = Blend(models="ease,itemknn").fit(data)
-    b = Blend(models="ease,itemknn", weights="1,2").fit(data)  # shares a's fitted components
+    cache = FitCache()
+    a = Blend(models="ease,itemknn").with_cache(cache).fit(data)
+    b = Blend(models="ease,itemknn", weights="1,2").with_cache(cache).fit(data)  # shares a's fits
     before = b.scores(np.array([b.user_index[user]])).copy()
+    shared = list(b.components)
+    assert all(x is y for x, y in zip(a.components, shared))
     a.update(browse(user, 2, N_ITEMS, N_BLOCKS, count=6))
+    assert all(x is y for x, y in zip(b.components, shared))  # b's stay as they were
     assert all(c.history is not b.components[0].history for c in a.components)
     for component in a.components:
         assert component.history[component.user_index[user]].nnz == a.history[a.user_index[user]].nnz
@@ -173,7 +180,7 @@ def test_similar_items_and_reasons_come_from_the_heaviest_component(split):
     user = str(data.users[0])
     recs = blend.recommend(user, 5)
     u = blend.user_index[user]
-    expected = knn._reasons(u, np.array([blend.data.item_index[r.item_id] for r in recs]))
+    expected = knn._reasons(u, np.array([blend.data.item_index[r.item_id] for r in recs]), None)
     assert [r.reason for r in recs] == expected and any(expected)
 
 
@@ -183,22 +190,22 @@ def test_fits_are_not_reused_for_other_data(split):
     from stylesense.recommenders import Interactions
 
     data, _ = split
-    first = Blend(models="ease,itemknn").fit(data)
+    cache = FitCache()
+    first = Blend(models="ease,itemknn").with_cache(cache).fit(data)
     events = pd.DataFrame({"user_id": np.char.add("x_", data.users[data.user]), "item_id": data.items[data.item],
                            "type": "view", "ts": data.ts})
     renamed = Interactions.from_frame(events)
-    again = Blend(models="ease,itemknn").fit(renamed)
+    again = Blend(models="ease,itemknn").with_cache(cache).fit(renamed)
     assert all(a is not b for a, b in zip(first.components, again.components))
     sessions = Interactions.from_frame(events.assign(session_id=np.arange(len(events)) // 3))
-    third = Blend(models="ease,itemknn").fit(sessions)
+    third = Blend(models="ease,itemknn").with_cache(cache).fit(sessions)
     assert all(a is not b for a, b in zip(again.components, third.components))
 
 
-def test_detached_blend_updates_its_components_in_place(split):
+def test_an_uncached_blend_updates_its_components_in_place(split):
     data, _ = split
-    blend = Blend(models="ease,itemknn").fit(data).detach()
+    blend = Blend(models="ease,itemknn").fit(data)
     components = list(blend.components)
-    assert not any(m is c for m in Blend._fitted.values() for c in components)
     blend.update(browse("newcomer", 0, N_ITEMS, N_BLOCKS, count=3))
     assert all(a is b for a, b in zip(blend.components, components))
     assert components[0].history.shape[0] == len(blend.user_ids)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -51,15 +52,50 @@ def save_npz(path: str | os.PathLike, header: dict, arrays: dict[str, np.ndarray
     atomic_write(path, lambda f: np.savez(f, header=np.array(json.dumps(header)), **arrays))
 
 
+class DamagedFile(ValueError):
+    """A saved file (index, model, adapter) that cannot be read back: truncated, overwritten,
+    or of a format this version does not know. Callers turn it into a message saying how to
+    rebuild that file, which is why the path and the reason travel separately."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
 def load_npz(path: str | os.PathLike, version: int, what: str) -> tuple[dict, dict[str, np.ndarray]]:
     """(header, arrays) of a ``save_npz`` file whose header has ``format == version``; never
-    unpickles, so a tampered file cannot run code."""
-    with np.load(Path(path), allow_pickle=False) as data:
-        header = json.loads(str(data["header"]))
-        arrays = {name: data[name] for name in data.files if name != "header"}
-    if header.get("format") != version:
-        raise ValueError(f"{path}: unsupported {what} format {header.get('format')!r}")
+    unpickles, so a tampered file cannot run code. A missing file raises FileNotFoundError,
+    an unreadable one DamagedFile (the zip's CRCs catch torn or flipped bytes)."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            arrays = {name: data[name] for name in data.files if name != "header"}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as e:
+        raise DamagedFile(path, _unreadable(Path(path), e)) from e
+    if not isinstance(header, dict) or header.get("format") != version:
+        found = header.get("format") if isinstance(header, dict) else None
+        raise DamagedFile(path, f"unsupported {what} format {found!r}")
     return header, arrays
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    """Why ``np.load`` failed, in words: its own messages mislead (a file that is not a zip
+    at all is reported as "pickled data", a truncated one as "not a zip file")."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        return f"cannot read it: {e.strerror or e}"
+    if not head:
+        return "empty file"
+    if head != b"PK\x03\x04":
+        return "not a zip archive"
+    if not zipfile.is_zipfile(path):
+        return "truncated zip"
+    return f"corrupt zip: {error}" if isinstance(error, (zipfile.BadZipFile, EOFError)) else str(error)
 
 
 def _remove_stale_temps(path: Path) -> None:

@@ -9,6 +9,7 @@ recorded a second ago moves the next answer without a retrain, for every model t
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,15 +19,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from stylesense.atomic import atomic_write
+from stylesense.atomic import DamagedFile, atomic_write
 from stylesense.catalog.filters import Filters
 from stylesense.events import EventImportReport, EventStore, import_events
-from stylesense.home import HomeError
-from stylesense.recommenders import DEFAULT_WEIGHTS, MODELS, Interactions, Recommendation, Recommender
-from stylesense.recommenders import load_recommender, make_recommender
+from stylesense.home import HomeError, damaged
+from stylesense.inputs import check_id
+from stylesense.recommenders import MODELS, load_recommender, make_recommender
+from stylesense.weights import DEFAULT_WEIGHTS
 
-if TYPE_CHECKING:  # the engine imports this module
+if TYPE_CHECKING:  # the engine imports this module; the recommender types bring scipy
     from stylesense.engine import StyleSense
+    from stylesense.recommenders import Recommendation, Recommender
     from stylesense.evaluation.recommenders import EvaluationResult
     from stylesense.evaluation.tuning import TuneResult
 
@@ -48,15 +51,24 @@ class Behaviour:
     def weights(self) -> dict[str, float]:
         return dict(self.ss.config.event_weights or DEFAULT_WEIGHTS)
 
-    def set_weights(self, changes: Mapping[str, float]) -> dict[str, float]:
-        """Change (or add) event types' implicit-feedback weights; models trained later use
-        them. A new type name becomes a valid event type."""
+    def set_weights(self, changes: Mapping[str, float], *, new_type: bool = False) -> dict[str, float]:
+        """Change event types' implicit-feedback weights; models trained later use them.
+
+        A name that is no known type is refused (nothing is changed) unless ``new_type``, which
+        makes it a valid event type: otherwise a typo such as ``purchse=10`` would quietly add a
+        type no event has, while ``purchase`` kept its old weight."""
         weights = self.weights
         for name, value in changes.items():
             value = float(value)
-            if not name.strip() or not value >= 0 or value == float("inf"):
+            key = name.strip().lower()
+            if not key or not value >= 0 or value == float("inf"):
                 raise ValueError(f"weight of {name!r} must be a finite number >= 0, got {value}")
-            weights[name.strip().lower()] = value
+            if key not in weights and not new_type:
+                close = difflib.get_close_matches(key, weights, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(f"unknown event type {key!r} (known: {', '.join(sorted(weights))}); "
+                                 f"{hint}pass --new-type to add it as a new type")
+            weights[key] = value
         self.ss.config.event_weights = weights
         self.ss.home.save_config(self.ss.config)
         self.events = EventStore(self.ss.store.engine, known_types=weights)
@@ -76,9 +88,10 @@ class Behaviour:
             self.ss.home.save_config(self.ss.config)
         return report
 
-    def add_event(self, user: str, item: str, type: str = "view", **fields: Any) -> None:
-        """Record one live event; the next ``recommend`` for the user reflects it."""
-        self.events.add(user, item, type, **fields)
+    def add_event(self, user: str, item: str, type: str = "view", **fields: Any) -> bool:
+        """Record one live event (see EventStore.add: False when that very event was already
+        stored, e.g. a retry); the next ``recommend`` for the user reflects it."""
+        return self.events.add(user, item, type, **fields)
 
     # -- models ------------------------------------------------------------------------
     def model_path(self, name: str) -> Path:
@@ -140,6 +153,8 @@ class Behaviour:
     def train(self, name: str, params: Mapping[str, Any] | None = None) -> tuple[Recommender, float]:
         """Fit ``name`` on every event (tuned parameters, overridden by ``params``), save it in
         the home and make it the default for ``recommend``. Returns (model, fit seconds)."""
+        from stylesense.recommenders import Interactions
+
         events = self._all_events()
         protocol = self._latest_protocol(name)  # a blend's components: tuned for the same protocol
         merged = _with_tuned(self.tuned_params(name, protocol) if protocol else {}, params or {})
@@ -148,8 +163,6 @@ class Behaviour:
         start = perf_counter()
         model.fit(data)
         seconds = perf_counter() - start
-        if hasattr(model, "detach"):
-            model.detach()  # a blend that will serve owns its components (no copy on the first event)
         model.meta = {"applied_pk": int(events["pk"].max())}
         model.save(self.model_path(name))
         self._models[name] = model
@@ -167,7 +180,10 @@ class Behaviour:
             path = self.model_path(name)
             if not path.exists():
                 raise HomeError(f"no trained {name!r} model in this home: run `stylesense train --model {name}`")
-            model = self._models[name] = load_recommender(path)
+            try:
+                model = self._models[name] = load_recommender(path)
+            except DamagedFile as e:
+                raise damaged("model file", path, e.reason, f"retrain it with `stylesense train --model {name}`") from None
         applied = int(model.meta.get("applied_pk", 0))
         if self.events.max_pk() > applied:  # one indexed query; the frame only when needed
             newer = self.events.frame(after_pk=applied)
@@ -176,13 +192,28 @@ class Behaviour:
         return model
 
     # -- recommend ---------------------------------------------------------------------
-    def _allowed(self, model: Recommender, filters: Filters | None) -> np.ndarray | None:
-        """Filters over catalogue metadata -> a mask over the model's items. Items without a
-        catalogue row fail any active filter: nothing is known about them."""
+    def recommendable(self, item_ids: np.ndarray) -> np.ndarray | None:
+        """Mask over ``item_ids`` of what the catalogue lets any model recommend (None: all).
+
+        Removed, hidden and out-of-stock products never are; products known only from events
+        are, unless the home is ``catalogue_only``. Read from the database on every call, so a
+        removal by another process counts from the next request on."""
+        ids = pd.Index(np.asarray(item_ids, dtype=str))
+        if self.ss.config.catalogue_only:
+            return ids.isin(self.ss.store.recommendable_ids())
+        blocked = self.ss.store.blocked_ids()
+        return ~ids.isin(blocked) if blocked else None
+
+    def _masks(self, model: Recommender, filters: Filters | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(allowed, nameable) over the model's items: what may be recommended (the catalogue's
+        rule and the filters), and what a reason may name (the catalogue's rule alone). Items
+        without a catalogue row fail any active filter: nothing is known about them."""
+        nameable = self.recommendable(model.item_ids)
         if filters is None or not filters.active:
-            return None
+            return nameable, nameable
         ok = {it.item_id for it in self.ss.matching_items(filters)}
-        return np.fromiter((i in ok for i in model.item_ids.tolist()), dtype=bool, count=len(model.item_ids))
+        passing = pd.Index(model.item_ids).isin(list(ok))
+        return (passing if nameable is None else passing & nameable), nameable
 
     def recommend(
         self,
@@ -193,11 +224,24 @@ class Behaviour:
         exclude_seen: bool | None = None,
         filters: Filters | None = None,
     ) -> list[Recommendation]:
+        """Top-k for ``user`` (an unknown one gets the cold-start list), with reasons."""
+        check_id(user, "user id")
         if k < 1:
             raise ValueError("k must be at least 1")
         m = self.model(model)
         seen = self.exclude_seen if exclude_seen is None else exclude_seen
-        return m.recommend(user, k, exclude_seen=seen, allowed=self._allowed(m, filters))
+        allowed, nameable = self._masks(m, filters)
+        return m.recommend(user, k, exclude_seen=seen, allowed=allowed, nameable=nameable)
+
+    def similar(
+        self, item: str, k: int = 10, *, model: str | None = None, filters: Filters | None = None
+    ) -> list[Recommendation]:
+        """Items the model finds like ``item`` (by behaviour, or by photo for ``visual``)."""
+        check_id(item, "item id")
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        m = self.model(model)
+        return m.similar_items(item, k, allowed=self._masks(m, filters)[0])
 
     def recommend_batch(
         self, out: str | Path, k: int = 10, *, model: str | None = None, exclude_seen: bool | None = None
@@ -207,7 +251,7 @@ class Behaviour:
         m = self.model(model)
         seen = self.exclude_seen if exclude_seen is None else exclude_seen
         users = np.arange(len(m.user_ids))
-        top, scores = m.recommend_batch(users, k, exclude_seen=seen)
+        top, scores = m.recommend_batch(users, k, exclude_seen=seen, allowed=self.recommendable(m.item_ids))
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["user_id", "item_id", "rank", "score"])
@@ -257,6 +301,7 @@ class Behaviour:
             self._all_events(), protocol, self._factories(models, protocol, tuned, variants), k=k,
             test_days=test_days, seed=seed, weights=self.weights, items_universe=self._catalogue_ids(),
             exclude_seen=self.exclude_seen if exclude_seen is None else exclude_seen,
+            recommendable=self.recommendable,
         )
 
     def tune(
@@ -280,6 +325,7 @@ class Behaviour:
         result = tune(
             name, train, protocol, trials=trials, k=k, metric=metric, seed=seed, test_days=test_days,
             exclude_seen=self.exclude_seen, weights=self.weights, items_universe=self._catalogue_ids(),
+            recommendable=self.recommendable,
             factory=lambda params: self._build(name, params, protocol), on_trial=on_trial,
         )
         result.to_json(self.tuned_path(name, protocol))

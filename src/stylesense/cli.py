@@ -1,25 +1,47 @@
-"""Command line: parses input, calls the library, prints results. No logic of its own."""
+"""Command line: parses input, calls the library, prints results. No logic of its own.
+
+Start-up time is part of every command, so this module imports only typer, rich and the
+library's light modules; the engine (SQLAlchemy, NumPy) loads when a command opens the home,
+and the engine loads the CNN runtime, FAISS, scikit-learn or torch only when a command uses
+them (tests/test_cli_startup.py, bench/cli.py).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from stylesense.catalog.csvtable import CsvError
 from stylesense.catalog.filters import FilterError, Filters
-from stylesense.engine import Hit, ImportReport, StyleSense
 from stylesense.home import HomeError
-from stylesense.vision.images import ImageError
+
+if TYPE_CHECKING:
+    from stylesense.engine import Hit, ImportReport, StyleSense
+
+
+class _Commands(TyperGroup):
+    """The command group that turns a HomeError from any command (a home that cannot be used
+    as asked, or a damaged file of it: the message names the file and the repair) into one
+    `error:` line and exit status 2, in one place rather than in each command."""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except HomeError as e:
+            _fail(str(e))
+
 
 app = typer.Typer(help="stylesense: visual search and recommendations for fashion catalogues.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, cls=_Commands)
 catalog_app = typer.Typer(help="Import, list and remove catalogue items.", no_args_is_help=True)
 index_app = typer.Typer(help="Build the nearest-neighbour index.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Measure search and recommendation quality on the home's data.", no_args_is_help=True)
@@ -48,6 +70,8 @@ def main(
 
 
 def _open() -> StyleSense:
+    from stylesense.engine import StyleSense
+
     return StyleSense(_state.get("home"), threads=_state.get("threads"))  # type: ignore[arg-type]
 
 
@@ -68,11 +92,16 @@ def init(
     index_kind: Annotated[str, typer.Option("--index", help="auto, flat, kdtree, ivf or hnsw.")] = "auto",
     database_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL; default SQLite in the home.")] = None,
     price_column: Annotated[str, typer.Option(help="Metadata column holding the price.")] = "price",
+    stock_column: Annotated[str, typer.Option(help="Metadata column saying whether an item is in stock (0, false, no, sold out: never recommended).")] = "in_stock",
+    catalogue_only: Annotated[bool, typer.Option("--catalogue-only", help="Recommend only catalogue products, never items known only from events.")] = False,
 ) -> None:
     """Create a home (or re-configure an empty one)."""
+    from stylesense.engine import StyleSense
+
     try:
         ss = StyleSense.init(_state.get("home"), embedder=embedder, adapter=adapter, index_kind=index_kind,  # type: ignore[arg-type]
-                             database_url=database_url, price_column=price_column)
+                             database_url=database_url, price_column=price_column, stock_column=stock_column,
+                             catalogue_only=catalogue_only)
     except (HomeError, ValueError, OSError) as e:
         _fail(str(e))
     out.print(f"home ready: {ss.home.root} (embedder {ss.embedder_name}, index {ss.config.index_kind})")
@@ -85,17 +114,21 @@ def catalog_import(
     id_column: Annotated[str, typer.Option(help="Column holding the product id.")] = "id",
     encoding: Annotated[str, typer.Option(help="Text encoding of the CSV.")] = "utf-8",
 ) -> None:
-    """Add or update products (idempotent upsert by id; only changed photos are re-embedded)."""
+    """Add or update products (idempotent upsert by id; only changed photos are re-embedded).
+
+    Exit status 1 when any row failed or was imported with a cell left empty (a value that is
+    not a number in a numeric column): both are listed, and written to the report file."""
     try:
         report = _import(_open(), csv_path, images, id_column, encoding)
     except (CsvError, HomeError) as e:
         _fail(str(e))
-    if report.bad:
-        for b in report.bad[:20]:
+    problems = sorted(report.bad + report.warnings, key=lambda b: b.row)
+    if problems:
+        for b in problems[:20]:
             err.print(f"  row {b.row} (id {b.item_id or '-'}): {b.reason}", highlight=False)
-        if len(report.bad) > 20:
-            err.print(f"  ... and {len(report.bad) - 20} more")
-        err.print(f"failed rows written to {report.report_path}")
+        if len(problems) > 20:
+            err.print(f"  ... and {len(problems) - 20} more")
+        err.print(f"problem rows written to {report.report_path}")
         raise typer.Exit(1)
 
 
@@ -106,6 +139,8 @@ def _import(ss: StyleSense, csv_path: Path, images: str, id_column: str, encodin
                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
     out.print(f"{report.rows} rows: {report.added} added, {report.updated} updated, "
               f"{report.unchanged} unchanged, {report.embedded} photos embedded, {len(report.bad)} failed")
+    if report.warnings:
+        out.print(f"{len(report.warnings)} rows imported with a cell left empty")
     return report
 
 
@@ -120,16 +155,52 @@ def catalog_remove(ids: Annotated[list[str], typer.Argument(metavar="ID...")]) -
         _fail(f"not in the catalogue: {', '.join(missing)}", 1)
 
 
+def _set_hidden(ids: list[str], hidden: bool) -> None:
+    found = _open().set_hidden(ids, hidden)
+    out.print(f"{'hid' if hidden else 'showed'} {len(found)} item(s)")
+    missing = sorted(set(ids) - set(found))
+    if missing:
+        _fail(f"not in the catalogue: {', '.join(missing)}", 1)
+
+
+@catalog_app.command("hide")
+def catalog_hide(ids: Annotated[list[str], typer.Argument(metavar="ID...")]) -> None:
+    """Hide products: out of search and every recommendation, kept in the catalogue."""
+    _set_hidden(ids, True)
+
+
+@catalog_app.command("show")
+def catalog_show(ids: Annotated[list[str], typer.Argument(metavar="ID...")]) -> None:
+    """Show hidden products again."""
+    _set_hidden(ids, False)
+
+
 @catalog_app.command("list")
 def catalog_list(limit: Annotated[int, typer.Option("-n", help="Rows to show.")] = 20) -> None:
     """Show the first items and the catalogue size."""
     items = _open().items()
-    table = Table(title=f"{len(items)} items")
+    hidden = sum(it.hidden for it in items)
+    table = Table(title=f"{len(items)} items ({hidden} hidden)")
     table.add_column("id")
     table.add_column("metadata")
     for it in items[:limit]:
-        table.add_row(it.item_id, json.dumps(it.attrs, ensure_ascii=False)[:100])
+        table.add_row(it.item_id + (" (hidden)" if it.hidden else ""), json.dumps(it.attrs, ensure_ascii=False)[:100])
     out.print(table)
+
+
+@app.command("config")
+def config_cmd(
+    changes: Annotated[Optional[list[str]], typer.Argument(metavar="[KEY=VALUE]...", help="e.g. catalogue_only=true stock_column=available")] = None,
+) -> None:
+    """Show the home's settings, or change those that need no re-embedding."""
+    from dataclasses import asdict
+
+    ss = _open()
+    try:
+        config = ss.configure(_pairs(changes, "setting")) if changes else ss.config
+    except ValueError as e:
+        _fail(str(e))
+    out.print_json(data=asdict(config))
 
 
 @index_app.command("build")
@@ -155,6 +226,8 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Visually similar products for a photo or an item, with optional filters."""
+    from stylesense.vision.images import ImageError
+
     if (image is None) == (item is None):
         _fail("give a query IMAGE_PATH or --item ID (one of them)")
     ss = _open()
@@ -251,13 +324,14 @@ def events_import(
     price_column: Annotated[Optional[str], typer.Option()] = None,
     value_column: Annotated[Optional[str], typer.Option(help="Explicit value, e.g. a rating.")] = None,
     session_column: Annotated[Optional[str], typer.Option()] = None,
+    encoding: Annotated[Optional[str], typer.Option(help="Text encoding of the file, e.g. latin-1 [default: utf-8].")] = None,
 ) -> None:
     """Import events; re-importing the same file adds nothing, bad rows are reported."""
     from stylesense.events import PRESETS
 
     given = {"user_column": user_column, "item_column": item_column, "time_column": time_column,
              "type": event_type, "type_column": type_column, "price_column": price_column,
-             "value_column": value_column, "session_column": session_column}
+             "value_column": value_column, "session_column": session_column, "encoding": encoding}
     options = {key: value for key, value in given.items() if value is not None}
     if preset is None:
         missing = [f"--{k.replace('_', '-')}" for k in ("user_column", "item_column", "time_column") if k not in options]
@@ -286,35 +360,38 @@ def events_add(
     item: Annotated[str, typer.Option(help="Item id.")],
     event_type: Annotated[str, typer.Option("--type", help="view, click, cart, purchase, like or rating.")] = "view",
     price: Annotated[Optional[float], typer.Option()] = None,
+    value: Annotated[Optional[float], typer.Option(help="Explicit value, e.g. the rating of a rating event.")] = None,
     session: Annotated[Optional[str], typer.Option(help="Session id.")] = None,
 ) -> None:
     """Record one event now; the next `recommend` for this shopper reflects it."""
     try:
-        _open().behaviour.add_event(user, item, event_type, price=price, session_id=session)
+        stored = _open().behaviour.add_event(user, item, event_type, price=price, value=value, session_id=session)
     except ValueError as e:
         _fail(str(e))
-    out.print(f"recorded {event_type} of {item} by {user}")
+    out.print(f"recorded {event_type} of {item} by {user}" if stored else
+              f"already recorded: this {event_type} of {item} by {user} at this very time")
 
 
 @events_app.command("weights")
 def events_weights(
     changes: Annotated[Optional[list[str]], typer.Argument(metavar="[TYPE=WEIGHT]...", help="e.g. purchase=10 wishlist=3")] = None,
+    new_type: Annotated[bool, typer.Option("--new-type", help="Allow names that are no known type yet: they become event types.")] = False,
 ) -> None:
     """Show, or change, how much each event type counts as implicit feedback (retrain after)."""
     ss = _open()
     try:
-        weights = ss.behaviour.set_weights(_params(changes)) if changes else ss.behaviour.weights
+        weights = ss.behaviour.set_weights(_pairs(changes), new_type=new_type) if changes else ss.behaviour.weights
     except ValueError as e:
         _fail(str(e))
     out.print(", ".join(f"{name}={value:g}" for name, value in weights.items()))
 
 
-def _params(pairs: list[str] | None) -> dict[str, str]:
+def _pairs(pairs: list[str] | None, what: str = "--param") -> dict[str, str]:
     params: dict[str, str] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            _fail(f"--param {pair!r} is not KEY=VALUE")
+            _fail(f"{what} {pair!r} is not KEY=VALUE")
         params[key.strip()] = value.strip()
     return params
 
@@ -327,7 +404,7 @@ def train(
     """Fit a recommender on every event and store it in the home."""
     ss = _open()
     try:
-        fitted, seconds = ss.behaviour.train(model, _params(param))
+        fitted, seconds = ss.behaviour.train(model, _pairs(param))
     except (HomeError, ValueError) as e:
         _fail(str(e))
     out.print(f"trained {model} on {fitted.data.n_events} events ({fitted.data.n_users} users, "
@@ -360,15 +437,36 @@ def recommend(
         recs = ss.behaviour.recommend(user, k, model=model, exclude_seen=exclude_seen, filters=filters)
     except (FilterError, HomeError, ValueError) as e:
         _fail(str(e))
+    _print_recommendations(f"recommendations for {user}", recs, as_json)
+
+
+def _print_recommendations(title: str, recs: list, as_json: bool) -> None:
     if as_json:
         out.print_json(data=[{"item_id": r.item_id, "score": round(r.score, 6), "reason": r.reason} for r in recs])
         return
-    table = Table(title=f"recommendations for {user}")
+    table = Table(title=title)
     for col in ("#", "item", "score", "why"):
         table.add_column(col)
     for rank, r in enumerate(recs, 1):
         table.add_row(str(rank), r.item_id, f"{r.score:.4g}", r.reason or "")
     out.print(table)
+
+
+@recommend_app.command("similar")
+def recommend_similar(
+    item: Annotated[str, typer.Option(help="Item id.")],
+    k: Annotated[int, typer.Option("-k", min=1)] = 10,
+    model: Annotated[Optional[str], typer.Option(help="Trained model [default: the last trained].")] = None,
+    where: Annotated[Optional[list[str]], typer.Option(help="COL=VALUE catalogue filter; repeat for more.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Items a trained model finds like ITEM (bought together, or alike for `visual`)."""
+    ss = _open()
+    try:
+        recs = ss.behaviour.similar(item, k, model=model, filters=Filters.parse(where or []))
+    except (FilterError, HomeError, KeyError, ValueError) as e:
+        _fail(str(e).strip("'\""))
+    _print_recommendations(f"items like {item}", recs, as_json)
 
 
 @recommend_app.command("batch")
@@ -437,6 +535,28 @@ def tune(
     out.print(f"{model}: validation {metric} {result.best_value:.4f} (defaults {result.default_value:.4f}) "
               f"after {trials} trials in {result.seconds:.0f} s")
     out.print(f"best parameters (saved for train and evaluate): {json.dumps(result.best_params)}")
+
+
+@app.command()
+def doctor(
+    repair: Annotated[bool, typer.Option("--repair", help="Rebuild what can be rebuilt: the index, an interrupted index update, a lost config; move unloadable models aside. Never touches the database.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check the home; --repair rebuilds what can be rebuilt.
+
+    Checks the database's integrity, the config, the adapter, the index against the database
+    and every saved model. Exit status 0 when healthy, 1 when problems remain."""
+    from stylesense.doctor import check
+
+    findings = check(_state.get("home"), repair=repair, threads=_state.get("threads"))  # type: ignore[arg-type]
+    if as_json:
+        out.print_json(data=[{"check": f.name, "ok": f.ok, "repaired": f.repaired, "message": f.message}
+                             for f in findings])
+    else:
+        for f in findings:
+            status = "[green]repaired[/green]" if f.repaired else "[green]ok[/green]" if f.ok else "[red]PROBLEM[/red]"
+            out.print(f"{status} {f.name}: {escape(f.message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(0 if all(f.ok for f in findings) else 1)
 
 
 @app.command()

@@ -11,7 +11,7 @@ import csv
 import shutil
 import string
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,16 +22,26 @@ import numpy as np
 from stylesense.catalog.csvtable import BadRow, CsvError, column_types, read_table, typed
 from stylesense.catalog.filters import Filters
 from stylesense.catalog.store import CatalogStore, Item, Upsert
-from stylesense.home import LEGACY_RECIPE, Config, Home, HomeError
-from stylesense.index import VectorIndex, load_index, make_index
+from stylesense.atomic import DamagedFile
+from stylesense.home import LEGACY_RECIPE, REPAIR, Config, Home, HomeError, damaged
+from stylesense.inputs import check_id
+from stylesense.index import load_index, make_index
 from stylesense.vision.adapter import Adapter, normalize
 from stylesense.vision.embedder import Embedder, make_embedder
 from stylesense.vision.images import content_hash, load_image
 
 if TYPE_CHECKING:
     from stylesense.behaviour import Behaviour
+    from stylesense.index.base import VectorIndex
 
 ADAPTER_NAME = "adapter.npz"
+EMBED_CHUNK = 256
+"""Photos embedded between database commits during an import: a crash loses at most this many
+(~3 s of CPU at 80 photos/s), and one commit (~1.3 MB of features) costs little next to them."""
+
+# Settings `configure` may change on a filled home, and their types.
+SETTINGS: dict[str, type] = {"catalogue_only": bool, "exclude_seen": bool, "stock_column": str, "price_column": str}
+_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 Progress = Callable[[int], None]
 
 
@@ -50,12 +60,13 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     embedded: int = 0
-    bad: list[BadRow] = field(default_factory=list)
-    report_path: Path | None = None
+    bad: list[BadRow] = field(default_factory=list)  # rows not imported
+    warnings: list[BadRow] = field(default_factory=list)  # rows imported with a cell left empty
+    report_path: Path | None = None  # both kinds, by row
 
     @property
     def ok(self) -> bool:
-        return not self.bad
+        return not self.bad and not self.warnings
 
 
 class StyleSense:
@@ -66,8 +77,11 @@ class StyleSense:
         self.config: Config = self.home.load_config()
         self.home.root.mkdir(parents=True, exist_ok=True)
         if not self.home.exists():
+            if self.home.database_path.exists():  # a home writes its config before its database
+                raise HomeError(f"config {self.home.config_path} is missing, though the home holds a database: "
+                                f"{REPAIR} to rewrite it from what the home holds, or restore it from a backup")
             self.home.save_config(self.config)
-        self.store = CatalogStore(self.home.database_url(self.config))
+        self.store = CatalogStore(self.home.database_url(self.config), self.config.stock_column)
         self.threads = threads
         self._embedder: Embedder | None = None
         self._adapter: Adapter | None = None
@@ -85,12 +99,14 @@ class StyleSense:
         index_kind: str = "auto",
         database_url: str | None = None,
         price_column: str = "price",
+        stock_column: str = "in_stock",
+        catalogue_only: bool = False,
     ) -> "StyleSense":
         """Create (or re-configure an empty) home. The embedder and adapter are fixed once items
         exist, because vectors from two models are not comparable."""
         h = Home.resolve(home)
         config = Config(embedder=embedder, index_kind=index_kind, database_url=database_url,
-                        price_column=price_column)
+                        price_column=price_column, stock_column=stock_column, catalogue_only=catalogue_only)
         if h.exists():
             old = h.load_config()
             if CatalogStore(h.database_url(old)).count():
@@ -103,7 +119,7 @@ class StyleSense:
         h.root.mkdir(parents=True, exist_ok=True)
         if adapter is not None:
             # The adapter was trained on vectors of one image recipe: the home embeds the same way.
-            recipe = {"embedder": embedder, **LEGACY_RECIPE, **Adapter.load(adapter).info.get("features", {})}
+            recipe = adapter_recipe(Adapter.load(adapter), embedder)
             if recipe["embedder"] != embedder:
                 raise HomeError(f"{adapter} was trained on {recipe['embedder']!r} features, not {embedder!r}")
             config.image_fit, config.pooling = recipe["image_fit"], recipe["pooling"]
@@ -111,6 +127,26 @@ class StyleSense:
             config.adapter = ADAPTER_NAME
         h.save_config(config)
         return cls(h.root)
+
+    def configure(self, changes: Mapping[str, str]) -> Config:
+        """Change the home's settings that need no re-embedding (``SETTINGS``), from text
+        values as a command line gives them; a new stock column re-reads every item's stock."""
+        for key, text in changes.items():
+            kind = SETTINGS.get(key)
+            if kind is None:
+                raise ValueError(f"{key!r} cannot be set here; settable: {', '.join(SETTINGS)}")
+            value: Any = text.strip()
+            if kind is bool:
+                if value.lower() not in _BOOLS:
+                    raise ValueError(f"{key} must be true or false, got {text!r}")
+                value = _BOOLS[value.lower()]
+            elif not value:
+                raise ValueError(f"{key} must not be empty")
+            setattr(self.config, key, value)
+        self.home.save_config(self.config)
+        if "stock_column" in changes:
+            self.store.set_stock_column(self.config.stock_column)
+        return self.config
 
     @property
     def embedder(self) -> Embedder:
@@ -124,7 +160,12 @@ class StyleSense:
     @property
     def adapter(self) -> Adapter | None:
         if self._adapter is None and self.config.adapter:
-            self._adapter = Adapter.load(self.home.root / self.config.adapter)
+            path = self.home.root / self.config.adapter
+            try:
+                self._adapter = Adapter.load(path)
+            except DamagedFile as e:  # its vectors cannot be rebuilt without it: say where it came from
+                raise damaged("adapter file", path, e.reason, "copy back the adapter file this home was made "
+                              f"with (`stylesense init --adapter FILE` copied it to {path})") from None
         return self._adapter
 
     @property
@@ -159,15 +200,24 @@ class StyleSense:
         id_column: str = "id",
         encoding: str = "utf-8",
         progress: Callable[[int, int], None] | None = None,
+        allowed_roots: Sequence[Path] | None = None,
     ) -> ImportReport:
         """Upsert the CSV's rows by id; embed only new or changed photos; update the index.
 
         Raises CsvError for whole-file problems (nothing is imported); row problems go into the
-        report, and every valid row is imported."""
+        report, and every valid row is imported. A cell that is not a number in a numeric
+        column (the price column always is) is left empty and reported as a warning.
+
+        ``allowed_roots``: the folders the CSV and its photos must lie in, after symlinks are
+        resolved. The CLI reads wherever its user points; an API or web app passes its upload
+        folders, so that a row naming ``/etc/passwd`` (or a link to it) is a bad row, unread."""
         csv_path = Path(csv_path)
+        roots = None if allowed_roots is None else [Path(r).resolve() for r in allowed_roots]
+        if roots is not None and not _inside(csv_path.resolve(), roots):
+            raise CsvError(f"{csv_path}: outside the allowed folders")
         table = read_table(csv_path, id_column, encoding)
         _check_template(images, table.columns)
-        types = column_types(table)
+        types = column_types(table, numeric=[self.config.price_column])
         report = ImportReport(rows=len(table.rows) + len(table.bad), bad=list(table.bad))
         known = self.store.hashes()
 
@@ -175,9 +225,14 @@ class StyleSense:
         changes: list[Upsert] = []
         for line, values in table.rows:
             item_id = values[id_column]
-            attrs = typed(values, types, skip={id_column})
+            attrs, problems = typed(values, types, skip={id_column})
+            report.warnings.extend(BadRow(line, item_id, problem) for problem in problems)
             try:
-                path = (csv_path.parent / images.format(**values)).resolve()
+                named = images.format(**values)
+                path = (csv_path.parent / named).resolve()
+                if roots is not None and not _inside(path, roots):
+                    report.bad.append(BadRow(line, item_id, f"image {named!r} is outside the allowed folders"))
+                    continue
                 digest = content_hash(path)
             except (ValueError, IndexError) as e:
                 report.bad.append(BadRow(line, item_id, f"image path: {e}"))
@@ -196,35 +251,49 @@ class StyleSense:
             else:
                 report.unchanged += 1
 
-        if pending:
-            done = 0
+        report.added, report.updated = self.store.upsert(changes)  # metadata-only changes
+        done = 0
 
-            def tick(n: int) -> None:
-                nonlocal done
-                done += n
-                if progress:
-                    progress(done, len(pending))
+        def tick(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress:
+                progress(done, len(pending))
 
-            feats, failed = self.embedder.embed_files([p[3] for p in pending], progress=tick)
-            for i, (line, item_id, attrs, path, digest) in enumerate(pending):
+        # Committed chunk by chunk: a process killed mid-import keeps the photos embedded so
+        # far, and the next import skips them (their hashes match) instead of starting over.
+        for start in range(0, len(pending), EMBED_CHUNK):
+            chunk = pending[start : start + EMBED_CHUNK]
+            feats, failed = self.embedder.embed_files([p[3] for p in chunk], progress=tick)
+            embedded: list[Upsert] = []
+            for i, (line, item_id, attrs, path, digest) in enumerate(chunk):
                 if i in failed:
                     report.bad.append(BadRow(line, item_id, failed[i]))
                 else:
-                    changes.append(Upsert(item_id, attrs, str(path), digest, feats[i]))
-                    report.embedded += 1
-
-        report.added, report.updated = self.store.upsert(changes)
+                    embedded.append(Upsert(item_id, attrs, str(path), digest, feats[i]))
+            added, updated = self.store.upsert(embedded)
+            report.added, report.updated = report.added + added, report.updated + updated
+            report.embedded += len(embedded)
         self.sync_index()
         report.bad.sort(key=lambda b: b.row)
-        if report.bad:
-            report.report_path = self._write_bad_rows(csv_path, report.bad)
+        if report.bad or report.warnings:
+            problems = sorted(report.bad + report.warnings, key=lambda b: b.row)
+            report.report_path = self._write_bad_rows(csv_path, problems)
         return report
 
     def remove_items(self, item_ids: Sequence[str]) -> list[str]:
-        """Remove items from the catalogue and the index; returns the ids that existed."""
+        """Remove items from the catalogue and the index; returns the ids that existed. No
+        model recommends them again, although events keep naming them."""
         removed = self.store.mark_removed(item_ids)
         self.sync_index()
         return removed
+
+    def set_hidden(self, item_ids: Sequence[str], hidden: bool = True) -> list[str]:
+        """Hide items (out of search and every recommendation, kept in the catalogue) or show
+        them again; returns the ids that exist."""
+        found = self.store.set_hidden(item_ids, hidden)
+        self.sync_index()
+        return found
 
     def items(self, item_ids: Sequence[str] | None = None) -> list[Item]:
         return self.store.items(item_ids)
@@ -245,7 +314,11 @@ class StyleSense:
         if self._index is None:
             if not self.home.index_path.exists():
                 raise HomeError("no index yet: import a catalogue first (stylesense catalog import)")
-            self._index = load_index(self.home.index_path)
+            try:
+                self._index = load_index(self.home.index_path)
+            except DamagedFile as e:
+                raise damaged("index file", self.home.index_path, e.reason, f"{REPAIR} (or `stylesense index "
+                              "build`) to rebuild it from the database") from None
             if self.store.index_behind():
                 self.sync_index()
         return self._index
@@ -253,9 +326,9 @@ class StyleSense:
     def build_index(self, kind: str | None = None) -> VectorIndex:
         """Full rebuild from the stored features (e.g. to change the index kind)."""
         kind = kind or self.config.index_kind
-        pks, raw = self.store.features()
+        pks, raw = self.store.features(searchable=True)
         if not len(pks):
-            raise HomeError("the catalogue is empty: nothing to index")
+            raise HomeError("the catalogue has no searchable items (empty, or every item hidden): nothing to index")
         vectors = self.to_vectors(raw)
         index = make_index(kind, vectors.shape[1], len(pks))
         index.build(pks, vectors)
@@ -263,7 +336,7 @@ class StyleSense:
         index.save(self.home.index_path)
         self.store.reset_indexed()
         self.store.mark_indexed(pks)
-        self.store.purge(self.store.removed_pks())
+        self.store.unindex(np.zeros(0, dtype=np.int64))  # tombstones lose their features
         if kind != self.config.index_kind:
             self.config.index_kind = kind
             self.home.save_config(self.config)
@@ -272,12 +345,13 @@ class StyleSense:
 
     def sync_index(self) -> None:
         """Bring the index up to date with the catalogue without a full rebuild: add what the
-        index lacks (new or re-embedded items, or left over from a crash), drop removed items."""
+        index lacks (new, re-embedded or shown items, or left over from a crash), drop removed
+        and hidden items."""
         if not self.home.index_path.exists():
-            if len(self.store.features()[0]):
+            if len(self.store.features(searchable=True)[0]):
                 self.build_index()
             return
-        removed = self.store.removed_pks()
+        removed = self.store.unsearchable_pks()
         pks, raw = self.store.features(only_unindexed=True)
         if not len(removed) and not len(pks):
             return
@@ -288,7 +362,7 @@ class StyleSense:
             index.add(pks, self.to_vectors(raw))
         index.save(self.home.index_path)
         self.store.mark_indexed(pks)
-        self.store.purge(removed)
+        self.store.unindex(removed)
 
     # -- search ----------------------------------------------------------------------
     def search(
@@ -309,7 +383,9 @@ class StyleSense:
         index = self.index()
         exclude: int | None = None
         if item is not None:
-            found = self.store.items([item])
+            found = self.store.items([check_id(item, "item id")])
+            if found and found[0].hidden:
+                raise KeyError(f"item {item!r} is hidden (stylesense catalog show {item} brings it back)")
             if not found or found[0].pk not in index:
                 raise KeyError(f"no item {item!r} in the catalogue index")
             exclude = found[0].pk
@@ -402,7 +478,7 @@ class StyleSense:
         split: an adapter trained on one half of the items, measured on the other half alone."""
         from stylesense.evaluation.retrieval import adapt_split, retrieval_metrics
 
-        pks, raw = self.store.features()
+        pks, raw = self.store.features(searchable=True)  # what search can return
         if not len(pks):
             raise HomeError("the catalogue is empty: import items first")
         labels, groups = self._columns(pks, label, group)
@@ -440,12 +516,23 @@ class StyleSense:
         }
 
 
+def adapter_recipe(adapter: Adapter, embedder: str) -> dict[str, str]:
+    """The raw-feature recipe (embedder, image fit, pooling) ``adapter`` was trained on;
+    adapters from before it was recorded were trained on ``embedder``'s legacy features."""
+    return {"embedder": embedder, **LEGACY_RECIPE, **adapter.info.get("features", {})}
+
+
 def _label(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value)
+
+
+def _inside(path: Path, roots: Sequence[Path]) -> bool:
+    """Whether resolved ``path`` lies in one of the resolved ``roots``."""
+    return any(path.is_relative_to(root) for root in roots)
 
 
 def _check_template(template: str, columns: list[str]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from stylesense.atomic import atomic_write
@@ -20,6 +20,17 @@ CONFIG_NAME = "config.json"
 
 class HomeError(RuntimeError):
     """A home folder that cannot be used as asked (e.g. changing the embedder of a filled home)."""
+
+
+REPAIR = "run `stylesense doctor --repair`"
+_CONFIG_REPAIR = (f"restore it from a backup, or {REPAIR} to rewrite it from what the home holds "
+                  "(it checks which embedder made the stored features)")
+
+
+def damaged(what: str, path: Path, reason: str, repair: str) -> HomeError:
+    """The one-line error for a damaged file of the home: which file, what is wrong with it,
+    and what rebuilds or replaces it (a traceback names none of the three)."""
+    return HomeError(f"{what} {path} is damaged ({reason}): {repair}")
 
 
 # The image recipe of homes (and adapters) made before it was recorded: square letterbox,
@@ -38,6 +49,10 @@ class Config:
     index_kind: str = "auto"
     database_url: str | None = None  # None: SQLite file inside the home
     price_column: str = "price"
+    stock_column: str = "in_stock"  # 0 / false / no / sold out there: never recommended
+    # Recommend only products of the catalogue (live, shown, in stock). False: products
+    # known only from events stay recommendable; removed and hidden ones never are.
+    catalogue_only: bool = False
     event_weights: dict[str, float] | None = None  # None: recommenders.DEFAULT_WEIGHTS
     # Whether recommendations skip what the shopper already has. None: exclude; an events
     # preset sets the choice measured on its data set (see docs/recommenders.md).
@@ -52,9 +67,14 @@ class Home:
 
     @classmethod
     def resolve(cls, path: str | os.PathLike | None = None) -> "Home":
-        """``path``, else ``$STYLESENSE_HOME``, else ``./stylesense-home``."""
+        """``path``, else ``$STYLESENSE_HOME``, else ``./stylesense-home``; a folder (it need
+        not exist yet), never a file."""
         chosen = path or os.environ.get("STYLESENSE_HOME") or DEFAULT_HOME
-        return cls(Path(chosen).expanduser().resolve())
+        root = Path(chosen).expanduser().resolve()
+        if root.exists() and not root.is_dir():
+            raise HomeError(f"home {root} is a file, not a folder: give --home (or $STYLESENSE_HOME) "
+                            "a folder; a missing one is created")
+        return cls(root)
 
     @property
     def config_path(self) -> Path:
@@ -79,10 +99,25 @@ class Home:
     def exists(self) -> bool:
         return self.config_path.exists()
 
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file used when the config names no database URL."""
+        return self.root / "stylesense.db"
+
     def load_config(self) -> Config:
+        """The home's config (defaults for a new home); HomeError naming the file when it is
+        not one this version wrote."""
         if not self.config_path.exists():
             return Config()
-        data = json.loads(self.config_path.read_text())
+        try:
+            data = json.loads(self.config_path.read_bytes())
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise damaged("config", self.config_path, f"not valid JSON: {e}", _CONFIG_REPAIR) from None
+        if not isinstance(data, dict):
+            raise damaged("config", self.config_path, "not a JSON object", _CONFIG_REPAIR)
+        unknown = sorted(set(data) - {f.name for f in fields(Config)})
+        if unknown:
+            raise damaged("config", self.config_path, f"unknown setting(s) {', '.join(unknown)}", _CONFIG_REPAIR)
         return Config(**{**LEGACY_RECIPE, **data})
 
     def save_config(self, config: Config) -> None:
@@ -90,4 +125,4 @@ class Home:
         atomic_write(self.config_path, lambda f: f.write(text.encode()))
 
     def database_url(self, config: Config) -> str:
-        return config.database_url or f"sqlite:///{self.root / 'stylesense.db'}"
+        return config.database_url or f"sqlite:///{self.database_path}"

@@ -8,6 +8,7 @@ shoppers and front ends type filters by hand.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,10 @@ class Filters:
             if not sep or not col.strip():
                 raise FilterError(f"filter {expr!r} is not COLUMN=VALUE")
             parsed.setdefault(col.strip(), []).append(value.strip())
+        for name, bound in (("--min-price", min_price), ("--max-price", max_price)):
+            # NaN compares false with every price, so it would quietly filter nothing (or all).
+            if bound is not None and not math.isfinite(bound):
+                raise FilterError(f"{name} must be a finite number, got {bound}")
         if min_price is not None and max_price is not None and min_price > max_price:
             raise FilterError(f"--min-price {min_price} is above --max-price {max_price}")
         return cls({k: tuple(v) for k, v in parsed.items()}, min_price, max_price, price_column)
@@ -64,7 +69,8 @@ class Filters:
                 return False
         if self.min_price is not None or self.max_price is not None:
             price = attrs.get(self.price_column)
-            if not isinstance(price, (int, float)) or isinstance(price, bool):
+            # A NaN price is no price: it compares false with both bounds, so it would pass any.
+            if not isinstance(price, (int, float)) or isinstance(price, bool) or math.isnan(price):
                 return False
             if self.min_price is not None and price < self.min_price:
                 return False

@@ -7,14 +7,21 @@ trained on them and applied later without decoding a single image again.
 Index bookkeeping lives here too: ``features_version`` counts feature changes and
 ``indexed_version`` records what the index file holds. Comparing the two after a crash tells
 exactly which items the index still lacks, so the index never silently drifts from the catalogue.
-Removal is a soft delete until the index has dropped the item, for the same reason.
+The index holds the *searchable* items: live, not hidden, with features.
+
+Removal leaves a tombstone (the row, ``removed``, without its features): the catalogue has to
+remember what it removed, because events keep naming removed products and recommenders learn
+them from the events. ``blocked_ids`` (removed, hidden or out of stock) is what no model may
+recommend; a product that only ever appeared in events is not blocked.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,13 +33,17 @@ from sqlalchemy import (
     LargeBinary,
     String,
     create_engine,
-    delete,
     event,
+    inspect,
     select,
+    text,
     update,
 )
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from stylesense.home import damaged
 
 
 class Base(DeclarativeBase):
@@ -55,6 +66,10 @@ class ItemRow(Base):
     features_version: Mapped[int] = mapped_column(Integer, default=0)
     indexed_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     removed: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    # Back-office state, not feed data: a re-import keeps it. Hidden items leave the index.
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    # From the home's stock column (see stock_value); out-of-stock items stay searchable.
+    in_stock: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
@@ -66,6 +81,7 @@ class Item:
     item_id: str
     attrs: dict[str, Any]
     image_path: str | None
+    hidden: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,23 @@ class Upsert:
     image_path: str | None
     image_hash: str | None
     features: np.ndarray | None
+
+
+_OUT_OF_STOCK = {"0", "false", "no", "n", "f", "out", "out of stock", "sold out"}
+
+
+def stock_value(value: Any) -> bool:
+    """Whether a stock cell means "can be sold": a missing cell, a positive count or a
+    true-ish word does; 0, a negative count, false / no / sold out do not."""
+    if value is None or isinstance(value, bool):
+        return value is not False
+    if isinstance(value, (int, float)):
+        return value > 0
+    return str(value).strip().casefold() not in _OUT_OF_STOCK
+
+
+DATABASE_REPAIR = ("restore it from a backup (nothing else holds the catalogue, its features and the events; "
+                   "`sqlite3 {path} .recover` may salvage rows)")
 
 
 def make_engine(url: str) -> Engine:
@@ -91,62 +124,95 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
+        @event.listens_for(engine, "handle_error")
+        def _damaged(context) -> None:
+            """A damaged file fails every statement, the first one already: name the file and
+            the repair instead of a driver traceback (HomeError)."""
+            code = getattr(context.original_exception, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                path = Path(engine.url.database or "")
+                raise damaged("database", path, str(context.original_exception), DATABASE_REPAIR.format(path=path))
+
     Base.metadata.create_all(engine)
     return engine
 
 
-class CatalogStore:
-    """Durable catalogue: upsert / remove / read items and features."""
+# Columns added after the first release, with their value for existing rows.
+_ADDED_COLUMNS = {"hidden": "BOOLEAN NOT NULL DEFAULT false", "in_stock": "BOOLEAN NOT NULL DEFAULT true"}
 
-    def __init__(self, url: str) -> None:
+
+def _add_missing_columns(engine: Engine) -> list[str]:
+    """Bring an older home's items table up to date (ALTER TABLE ADD COLUMN); returns the
+    columns added. Two processes may race here; the loser's "duplicate column" error is
+    harmless."""
+    have = {c["name"] for c in inspect(engine).get_columns(ItemRow.__tablename__)}
+    added = [name for name in _ADDED_COLUMNS if name not in have]
+    for name in added:
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {ItemRow.__tablename__} ADD COLUMN {name} {_ADDED_COLUMNS[name]}"))
+                conn.execute(text(f"CREATE INDEX IF NOT EXISTS ix_items_{name} ON items ({name})"))
+        except (OperationalError, ProgrammingError):
+            if name not in {c["name"] for c in inspect(engine).get_columns(ItemRow.__tablename__)}:
+                raise
+    return added
+
+
+_LIVE = ItemRow.removed.is_(False)
+_SEARCHABLE = _LIVE & ItemRow.hidden.is_(False)
+_STALE = ItemRow.indexed_version.is_(None) | (ItemRow.indexed_version != ItemRow.features_version)
+_IN_INDEX_BUT_UNSEARCHABLE = (ItemRow.removed.is_(True) | ItemRow.hidden.is_(True)) & ItemRow.indexed_version.is_not(None)
+
+
+class CatalogStore:
+    """Durable catalogue: upsert / hide / remove / read items and features."""
+
+    def __init__(self, url: str, stock_column: str = "in_stock") -> None:
         self.engine = make_engine(url)
+        self.stock_column = stock_column  # the metadata column upsert reads in_stock from
+        if "in_stock" in _add_missing_columns(self.engine):
+            self.set_stock_column(stock_column)
 
     # -- reads -------------------------------------------------------------------------
     def count(self) -> int:
+        """Live items, hidden ones included."""
         with Session(self.engine) as s:
-            return len(s.scalars(select(ItemRow.pk).where(ItemRow.removed.is_(False))).all())
+            return len(s.scalars(select(ItemRow.pk).where(_LIVE)).all())
 
     def hashes(self) -> dict[str, tuple[str | None, dict, str | None]]:
         """item_id -> (image_hash, attrs, image_path) of live items, to decide what changed."""
         with Session(self.engine) as s:
             rows = s.execute(
-                select(ItemRow.item_id, ItemRow.image_hash, ItemRow.attrs, ItemRow.image_path).where(
-                    ItemRow.removed.is_(False)
-                )
+                select(ItemRow.item_id, ItemRow.image_hash, ItemRow.attrs, ItemRow.image_path).where(_LIVE)
             ).all()
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def items(self, item_ids: Sequence[str] | None = None) -> list[Item]:
+        """Live items (hidden ones too: the back office still sees them), in pk order."""
         with Session(self.engine) as s:
-            q = select(ItemRow.pk, ItemRow.item_id, ItemRow.attrs, ItemRow.image_path).where(
-                ItemRow.removed.is_(False)
-            )
+            q = select(*_ITEM_COLUMNS).where(_LIVE)
             if item_ids is not None:
                 q = q.where(ItemRow.item_id.in_(list(item_ids)))
-            return [Item(r[0], r[1], r[2] or {}, r[3]) for r in s.execute(q.order_by(ItemRow.pk))]
+            return [Item(r[0], r[1], r[2] or {}, r[3], bool(r[4])) for r in s.execute(q.order_by(ItemRow.pk))]
 
     def items_by_pk(self, pks: Iterable[int]) -> dict[int, Item]:
         pks = [int(p) for p in pks]
         if not pks:
             return {}
         with Session(self.engine) as s:
-            q = select(ItemRow.pk, ItemRow.item_id, ItemRow.attrs, ItemRow.image_path).where(
-                ItemRow.pk.in_(pks), ItemRow.removed.is_(False)
-            )
-            return {r[0]: Item(r[0], r[1], r[2] or {}, r[3]) for r in s.execute(q)}
+            q = select(*_ITEM_COLUMNS).where(ItemRow.pk.in_(pks), _LIVE)
+            return {r[0]: Item(r[0], r[1], r[2] or {}, r[3], bool(r[4])) for r in s.execute(q)}
 
-    def features(self, only_unindexed: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(pks, raw features) of live items that have features; optionally only those the
-        index does not hold yet."""
+    def features(self, only_unindexed: bool = False, searchable: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(pks, raw features) of live items that have features; ``searchable``: not hidden
+        either (what the index holds); ``only_unindexed``: the searchable ones the index does
+        not hold yet."""
         with Session(self.engine) as s:
             q = select(ItemRow.pk, ItemRow.features).where(
-                ItemRow.removed.is_(False), ItemRow.features.is_not(None)
+                _SEARCHABLE if searchable or only_unindexed else _LIVE, ItemRow.features.is_not(None)
             )
             if only_unindexed:
-                q = q.where(
-                    (ItemRow.indexed_version.is_(None))
-                    | (ItemRow.indexed_version != ItemRow.features_version)
-                )
+                q = q.where(_STALE)
             rows = s.execute(q.order_by(ItemRow.pk)).all()
         pks = np.array([r[0] for r in rows], dtype=np.int64)
         if not rows:
@@ -157,21 +223,27 @@ class CatalogStore:
         """Whether some change has not reached the index (e.g. a crash between the two writes)."""
         with Session(self.engine) as s:
             q = select(ItemRow.pk).where(
-                ItemRow.removed.is_(True)
-                | (
-                    ItemRow.features.is_not(None)
-                    & (
-                        ItemRow.indexed_version.is_(None)
-                        | (ItemRow.indexed_version != ItemRow.features_version)
-                    )
-                )
+                _IN_INDEX_BUT_UNSEARCHABLE | (_SEARCHABLE & ItemRow.features.is_not(None) & _STALE)
             )
             return s.execute(q.limit(1)).first() is not None
 
-    def removed_pks(self) -> np.ndarray:
+    def unsearchable_pks(self) -> np.ndarray:
+        """Items the index holds but must drop: removed or hidden since it was written."""
         with Session(self.engine) as s:
-            rows = s.scalars(select(ItemRow.pk).where(ItemRow.removed.is_(True))).all()
+            rows = s.scalars(select(ItemRow.pk).where(_IN_INDEX_BUT_UNSEARCHABLE)).all()
         return np.array(rows, dtype=np.int64)
+
+    def blocked_ids(self) -> list[str]:
+        """Ids no recommender may return: removed (tombstones), hidden or out of stock."""
+        with Session(self.engine) as s:
+            return list(s.scalars(select(ItemRow.item_id).where(
+                ItemRow.removed.is_(True) | ItemRow.hidden.is_(True) | ItemRow.in_stock.is_(False)
+            )))
+
+    def recommendable_ids(self) -> list[str]:
+        """Catalogue items that may be recommended: live, shown and in stock."""
+        with Session(self.engine) as s:
+            return list(s.scalars(select(ItemRow.item_id).where(_SEARCHABLE, ItemRow.in_stock.is_(True))))
 
     # -- writes ------------------------------------------------------------------------
     def upsert(self, changes: Sequence[Upsert]) -> tuple[int, int]:
@@ -187,7 +259,7 @@ class CatalogStore:
             for c in changes:
                 row = existing.get(c.item_id)
                 if row is None:
-                    row = ItemRow(item_id=c.item_id, features_version=0)
+                    row = ItemRow(item_id=c.item_id, features_version=0, hidden=False)
                     s.add(row)
                     added += 1
                 else:
@@ -198,6 +270,7 @@ class CatalogStore:
                 row.attrs = c.attrs
                 row.image_path = c.image_path
                 row.image_hash = c.image_hash
+                row.in_stock = stock_value(c.attrs.get(self.stock_column))
                 row.updated_at = _now()
                 if c.features is not None:
                     row.features = np.ascontiguousarray(c.features, dtype=np.float32).tobytes()
@@ -205,15 +278,31 @@ class CatalogStore:
         return added, updated
 
     def mark_removed(self, item_ids: Sequence[str]) -> list[str]:
-        """Soft-delete; returns the ids that were live. The index drops them, then ``purge``."""
+        """Soft-delete; returns the ids that were live. The index drops them, then ``unindex``
+        turns them into tombstones."""
         with Session(self.engine) as s, s.begin():
-            live = s.scalars(
-                select(ItemRow.item_id).where(
-                    ItemRow.item_id.in_(list(item_ids)), ItemRow.removed.is_(False)
-                )
-            ).all()
+            live = s.scalars(select(ItemRow.item_id).where(ItemRow.item_id.in_(list(item_ids)), _LIVE)).all()
             s.execute(update(ItemRow).where(ItemRow.item_id.in_(live)).values(removed=True))
         return list(live)
+
+    def set_hidden(self, item_ids: Sequence[str], hidden: bool) -> list[str]:
+        """Hide or show live items; returns the ids that exist. Hidden items leave the index
+        (``sync_index``) and every recommendation, and keep their features for ``show``."""
+        with Session(self.engine) as s, s.begin():
+            live = s.scalars(select(ItemRow.item_id).where(ItemRow.item_id.in_(list(item_ids)), _LIVE)).all()
+            s.execute(update(ItemRow).where(ItemRow.item_id.in_(live)).values(hidden=hidden))
+        return list(live)
+
+    def set_stock_column(self, column: str) -> None:
+        """Recompute every item's ``in_stock`` from ``column`` of its metadata (the home's
+        stock column changed, or an older home gained the flag)."""
+        self.stock_column = column
+        with Session(self.engine) as s, s.begin():
+            rows = s.execute(select(ItemRow.pk, ItemRow.attrs).where(_LIVE)).all()
+            out = [r[0] for r in rows if not stock_value((r[1] or {}).get(column))]
+            s.execute(update(ItemRow).where(_LIVE).values(in_stock=True))
+            for start in range(0, len(out), 5000):
+                s.execute(update(ItemRow).where(ItemRow.pk.in_(out[start:start + 5000])).values(in_stock=False))
 
     def mark_indexed(self, pks: np.ndarray) -> None:
         with Session(self.engine) as s, s.begin():
@@ -227,6 +316,16 @@ class CatalogStore:
         with Session(self.engine) as s, s.begin():
             s.execute(update(ItemRow).values(indexed_version=None))
 
-    def purge(self, pks: np.ndarray) -> None:
+    def unindex(self, pks: np.ndarray) -> None:
+        """Record that the index dropped ``pks``; removed items become tombstones (no features,
+        no photo hash: a re-import embeds them afresh)."""
         with Session(self.engine) as s, s.begin():
-            s.execute(delete(ItemRow).where(ItemRow.pk.in_([int(p) for p in pks])))
+            s.execute(update(ItemRow).where(ItemRow.pk.in_([int(p) for p in pks])).values(indexed_version=None))
+            s.execute(
+                update(ItemRow)
+                .where(ItemRow.removed.is_(True), ItemRow.indexed_version.is_(None), ItemRow.features.is_not(None))
+                .values(features=None, image_hash=None)
+            )
+
+
+_ITEM_COLUMNS = (ItemRow.pk, ItemRow.item_id, ItemRow.attrs, ItemRow.image_path, ItemRow.hidden)

@@ -41,6 +41,9 @@ from stylesense.recommenders import Interactions, Recommender, make_recommender
 
 ModelSpec = Recommender | Callable[[], Recommender] | str
 """A model instance (fitted here, in place), a zero-argument factory, or a registered name."""
+Recommendable = Callable[[np.ndarray], "np.ndarray | None"]
+"""Item ids -> boolean mask of those that may be recommended (None: all), e.g. a live home's
+catalogue rule: removed and hidden products are never recommended, in evaluation either."""
 
 # Per-user metrics, averaged over a row's users; with coverage, the bars of ``plot``.
 RANKING_METRICS: dict[str, Callable[[metrics.Judged], np.ndarray]] = {
@@ -203,15 +206,19 @@ def evaluate_models(
     items_universe: Sequence[str] = (),
     relevant_types: Sequence[str] | None = None,
     protocol: str = "custom",
+    recommendable: Recommendable | None = None,
 ) -> EvaluationResult:
     """Fit each model on ``train`` and score its top-k for every user of ``test``.
 
     ``items_universe`` extends the recommendable items beyond those in ``train`` (catalogue
     items nobody interacted with yet); ``relevant_types`` keeps only held-out events of those
-    types as relevant (None: all). ``fit_seconds`` times ``fit``; ``recommend_ms_per_user`` is
-    the time of one ``recommend_batch`` over all warm users (batched inside), per user.
+    types as relevant (None: all); ``recommendable`` restricts what any model may return (held-out
+    events of the other items stay relevant, like unseen items). ``fit_seconds`` times ``fit``;
+    ``recommend_ms_per_user`` is the time of one ``recommend_batch`` over all warm users
+    (batched inside), per user.
     """
     data = Interactions.from_frame(train, weights, items=items_universe)
+    allowed = recommendable(data.items) if recommendable is not None else None
     held = test if relevant_types is None else test[test["type"].astype(str).isin(list(relevant_types))]
     item_codes = pd.Index(data.items).append(pd.Index(held["item_id"].astype(str).unique()).difference(data.items))
     codes = item_codes.get_indexer(held["item_id"].astype(str)).astype(np.int64)
@@ -230,12 +237,13 @@ def evaluate_models(
         fit_seconds = perf_counter() - start
 
         start = perf_counter()
-        ranked, _ = model.recommend_batch(warm_index, k, exclude_seen=exclude_seen)
+        ranked, _ = model.recommend_batch(warm_index, k, exclude_seen=exclude_seen, allowed=allowed)
         rows[name] = warm.score(ranked, data.n_items, perf_counter() - start, fit_seconds)
 
         if len(cold.rows):
             start = perf_counter()
-            ranked = np.stack([_codes(model.recommend(u, k, exclude_seen=exclude_seen), data, k) for u in cold.rows])
+            ranked = np.stack([_codes(model.recommend(u, k, exclude_seen=exclude_seen, allowed=allowed), data, k)
+                               for u in cold.rows])
             cold_rows[name] = cold.score(ranked, data.n_items, perf_counter() - start, fit_seconds)
     return EvaluationResult(
         protocol=protocol,
@@ -271,6 +279,7 @@ def run_protocol(
     weights: Mapping[str, float] | None = None,
     items_universe: Sequence[str] = (),
     relevant_types: Sequence[str] | None = None,
+    recommendable: Recommendable | None = None,
 ) -> EvaluationResult:
     """Split ``events`` by ``protocol`` (see :func:`stylesense.evaluation.splits.split`) and
     evaluate ``models`` (registered names, or a name -> :data:`ModelSpec` mapping) on it.
@@ -281,6 +290,7 @@ def run_protocol(
     result = evaluate_models(
         specs, train, test, k=k, exclude_seen=exclude_seen, weights=weights,
         items_universe=items_universe, relevant_types=relevant_types, protocol=protocol,
+        recommendable=recommendable,
     )
     for name in PROTOCOL_PARAMS[protocol]:
         value = given[name]

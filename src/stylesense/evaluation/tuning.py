@@ -20,9 +20,10 @@ import optuna
 import pandas as pd
 
 from stylesense.atomic import atomic_write
-from stylesense.evaluation.recommenders import evaluate_models
+from stylesense.evaluation.recommenders import Recommendable, evaluate_models
 from stylesense.evaluation.splits import validation_split
 from stylesense.recommenders import MODELS, Recommender, make_recommender
+from stylesense.recommenders.blend import Blend, FitCache
 
 Factory = Callable[[dict[str, Any]], Recommender]
 
@@ -62,6 +63,7 @@ def tune(
     exclude_seen: bool = True,
     weights: Mapping[str, float] | None = None,
     items_universe: Sequence[str] = (),
+    recommendable: Recommendable | None = None,
     factory: Factory | None = None,
     on_trial: Callable[[int, float, float], None] | None = None,
 ) -> TuneResult:
@@ -84,10 +86,17 @@ def tune(
     if validation.empty:
         raise ValueError(f"the {protocol} validation split of the training data is empty")
 
+    cache = FitCache()  # a blend's trials differ in weights only: they share the components' fits
+
+    def built(params: dict[str, Any]) -> Recommender:
+        candidate = build(params)
+        return candidate.with_cache(cache) if isinstance(candidate, Blend) else candidate
+
     def score(params: dict[str, Any]) -> float:
         result = evaluate_models(
-            {model: lambda: build(params)}, fit_part, validation, k=k, exclude_seen=exclude_seen,
+            {model: lambda: built(params)}, fit_part, validation, k=k, exclude_seen=exclude_seen,
             weights=weights, items_universe=items_universe, protocol=f"{protocol}-validation",
+            recommendable=recommendable,
         )
         value = result.models[model][metric]
         return float(value) if value is not None else 0.0

@@ -2,15 +2,15 @@
 
 Every cell is read as text first, so ids keep their leading zeros (H&M article ids are
 10 digits starting with 0) and nothing is guessed from the first rows. Whole-file problems (a
-named column missing, unreadable or empty file) raise :class:`CsvError`; a bad row (no user,
-unparseable time, unknown type, a price that is not a number) becomes a :class:`BadRow` with
+named column missing, unreadable or empty file) raise :class:`CsvError`; a bad row (a cell that
+does not parse, such as a time or a price that is not a number, or an event that breaks the
+store's rules, :func:`~stylesense.events.store.event_problems`) becomes a :class:`BadRow` with
 its line number while the other rows still import.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stylesense.catalog.csvtable import MAX_FIELD, BadRow, CsvError, sniff_delimiter
-from stylesense.events.store import EventStore
-from stylesense.recommenders.data import DEFAULT_WEIGHTS
+from stylesense.catalog.csvtable import BadRow, CsvError, parse, read_text, sniff_delimiter
+from stylesense.events.store import EventStore, event_problems
+from stylesense.weights import DEFAULT_WEIGHTS
 
 # Column layouts of the public data sets, as keyword arguments of read_events_csv.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -34,7 +34,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                   "value_column": "rating:float", "delimiter": "\t"},
 }
 
-_NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+# ASCII digits and spaces only ((?a)): Unicode ones ("１２", a no-break space) match \d and \s
+# but pandas cannot parse them, which failed the whole import instead of the one row.
+_NUMBER = r"(?a)^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 
 
 @dataclass(frozen=True)
@@ -94,29 +96,25 @@ def read_events_csv(
                for name, column in (("price", price_column), ("value", value_column))}
     session = raw[session_column].str.strip() if session_column else pd.Series("", index=raw.index)
 
-    checks: list[tuple[pd.Series, str, pd.Series | None]] = [  # (failed, reason, cell to quote)
-        (user == "", f"empty user id in column {user_column!r}", None),
-        (item == "", f"empty item id in column {item_column!r}", None),
-        (ts.isna(), f"time in column {time_column!r} is not an ISO date or an epoch number", when),
-        (~kind.isin(known), f"unknown event type (known: {', '.join(sorted(known))})", kind),
-    ]
-    for name, column in (("price", price_column), ("value", value_column)):
-        if column:
-            cell = raw[column].str.strip()
-            not_number = (cell != "") & numbers[name].isna()
-            checks.append((not_number, f"{name} in column {column!r} is not a number", cell))
-    failed = np.column_stack([mask.to_numpy(bool) for mask, _, _ in checks])
-    for i in np.flatnonzero(failed.any(axis=1)):
-        _, reason, cell = checks[int(failed[i].argmax())]  # the first failing check
-        bad.append(BadRow(lines[i], item.iat[i], reason if cell is None else f"{reason}: {cell.iat[i]!r}"))
-    bad.sort(key=lambda b: b.row)
-
-    good = ~failed.any(axis=1)
     events = pd.DataFrame({
         "user_id": user, "item_id": item, "type": kind, "ts": ts,
         "price": numbers["price"], "value": numbers["value"], "session_id": session,
-    })[good].reset_index(drop=True)
-    return events, bad
+    })
+    # A cell that does not parse is reported as such; the store's rules judge the rest.
+    reasons = event_problems(events, known).to_numpy(copy=True)
+    unparsed: list[tuple[pd.Series, str, pd.Series]] = [  # (failed, reason, cell to quote)
+        (ts.isna(), f"time in column {time_column!r} is not an ISO date or an epoch number", when)]
+    for name, column in (("price", price_column), ("value", value_column)):
+        if column:
+            cell = raw[column].str.strip()
+            unparsed.append(((cell != "") & numbers[name].isna(), f"{name} in column {column!r} is not a number", cell))
+    for failed, reason, cell in reversed(unparsed):  # the first failing cell wins
+        for i in np.flatnonzero(failed.to_numpy(bool)):
+            reasons[i] = f"{reason}: {cell.iat[i]!r}"
+    for i in np.flatnonzero(reasons != ""):
+        bad.append(BadRow(lines[i], item.iat[i], reasons[i]))
+    bad.sort(key=lambda b: b.row)
+    return events[reasons == ""].reset_index(drop=True), bad
 
 
 def import_events(
@@ -140,41 +138,29 @@ def import_events(
 def _read_rows(
     path: Path, delimiter: str | None, encoding: str
 ) -> tuple[list[str], list[int], list[list[str]], list[BadRow]]:
-    """Header, then the line number and cells of every well-formed row; ragged rows are bad.
+    """Header, then the line number and cells of every well-formed row; ragged rows, and rows
+    the csv module cannot parse (a quote left open), are bad.
 
     Quoting stays on for CSV; for tab-separated files it is off, as RecBole writes them
     (quote characters in titles are data there).
     """
-    try:
-        text = path.read_bytes().decode(encoding).removeprefix("\ufeff")
-    except FileNotFoundError:
-        raise CsvError(f"{path}: file not found") from None
-    except OSError as e:
-        raise CsvError(f"{path}: cannot read ({e.strerror})") from None
-    except UnicodeDecodeError as e:
-        raise CsvError(f"{path}: not valid {encoding} (at byte {e.start}); "
-                       "pass the encoding the file uses") from None
-    if not text.strip():
-        raise CsvError(f"{path}: file is empty")
+    text = read_text(path, encoding)
     delimiter = delimiter or sniff_delimiter(text)
-    csv.field_size_limit(MAX_FIELD)
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    header, parsed = parse(path, text, delimiter, quoting)
     lines: list[int] = []
     records: list[list[str]] = []
     bad: list[BadRow] = []
-    try:
-        header = [h.strip() for h in next(reader)]
-        for values in reader:
-            if not any(v.strip() for v in values):
-                continue
-            if len(values) != len(header):
-                bad.append(BadRow(reader.line_num, "", f"{len(values)} fields, header has {len(header)}"))
-                continue
-            lines.append(reader.line_num)
+    for line, values, error in parsed:
+        if error:
+            bad.append(BadRow(line, "", error))
+        elif not any(v.strip() for v in values):
+            continue
+        elif len(values) != len(header):
+            bad.append(BadRow(line, "", f"{len(values)} fields, header has {len(header)}"))
+        else:
+            lines.append(line)
             records.append(values)
-    except csv.Error as e:
-        raise CsvError(f"{path}: malformed CSV near line {reader.line_num}: {e}") from None
     repeated = sorted({h for h in header if header.count(h) > 1})
     if repeated:
         raise CsvError(f"{path}: repeated column name(s) {', '.join(repeated)}")
@@ -184,13 +170,19 @@ def _read_rows(
 
 
 def _parse_times(text: pd.Series, unit: str) -> pd.Series:
-    """UTC datetimes, NaT where unparseable: numbers are epoch ``unit``, the rest ISO 8601."""
+    """UTC datetimes, NaT where unparseable: numbers are epoch ``unit``, the rest ISO 8601.
+
+    Times are cut to the microsecond, the store's resolution: a finer one ("...00.123456789Z",
+    or epoch seconds printed with 7 decimals) parses at nanoseconds, which the microsecond
+    column refused with a TypeError that failed the whole import."""
     numeric = text.str.match(_NUMBER)
     out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
     if numeric.any():
-        out[numeric] = pd.to_datetime(pd.to_numeric(text[numeric]), unit=unit, utc=True, errors="coerce")
+        parsed = pd.to_datetime(pd.to_numeric(text[numeric]), unit=unit, utc=True, errors="coerce")
+        out[numeric] = parsed.dt.floor("us").astype(out.dtype)
     if (~numeric).any():
-        out[~numeric] = pd.to_datetime(text[~numeric], format="ISO8601", utc=True, errors="coerce")
+        parsed = pd.to_datetime(text[~numeric], format="ISO8601", utc=True, errors="coerce")
+        out[~numeric] = parsed.dt.floor("us").astype(out.dtype)
     return out
 
 

@@ -9,13 +9,16 @@ Re-importing a file must not double its events, yet identical rows within one fi
 repeats (H&M logs one row per item bought). So each row's key is (user, item, type, time,
 seq), where seq numbers the rows sharing that (user, item, type, time) in the order they came.
 Price, rating and session stay out of the key, so a re-export with a corrected price is still
-recognised as the same events.
+recognised as the same events. A live event is seq 0: sent again with the same time, it is the
+same event (a retry), stored once however many processes send it at the same moment.
+
+Every write passes :func:`event_problems`, the one set of rules for what an event may hold.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -27,12 +30,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.dml import Insert
 
 from stylesense.catalog.store import make_engine
-from stylesense.recommenders.data import DEFAULT_WEIGHTS
+from stylesense.inputs import id_problem
+from stylesense.weights import DEFAULT_WEIGHTS
 
 _KEY = ("user_id", "item_id", "type", "ts_us", "seq")
 _CHUNK = 5000  # rows per INSERT batch and per commit: live writers get the lock between chunks
 _IN_CHUNK = 5000  # ids per IN (...) list, well under SQLite's bound-parameter limit
 _EPOCH = pd.Timestamp(0, tz="UTC")
+EARLIEST = _EPOCH
+FUTURE_SLACK = pd.Timedelta(days=1)
+"""Event times run from EARLIEST to now + FUTURE_SLACK (clocks disagree a little). Anything
+outside is a mix-up, e.g. milliseconds read as seconds, that would rank the event first or last."""
 
 
 class EventBase(DeclarativeBase):
@@ -94,33 +102,34 @@ class EventStore:
         price: float | None = None,
         value: float | None = None,
         session_id: str | None = None,
-    ) -> None:
-        """Record one live event (``ts`` default: now; naive times are taken as UTC).
+    ) -> bool:
+        """Record one live event (``ts`` default: now; naive times are taken as UTC); True when
+        it was stored.
 
-        Every call is a new event: an identical earlier one makes this its next repeat.
+        An event identical to a stored one (same user, item, type and time, to the microsecond)
+        is that event sent again, e.g. a retry after a timeout: nothing is stored and the answer
+        is False. That holds however many processes send it at once, because the write is one
+        INSERT .. ON CONFLICT DO NOTHING, not a read followed by a write. (Repeats at one instant
+        come from logs, where import_frame numbers them.) Raises ValueError for an event that
+        breaks :func:`event_problems`' rules.
         """
-        if not user_id or not item_id:
-            raise ValueError("user_id and item_id must be non-empty")
-        self._check_types([type])
         for name, number in (("price", price), ("value", value)):
-            if number is not None and not math.isfinite(number):
-                raise ValueError(f"{name} must be a finite number, got {number!r}")
+            if number is not None and math.isnan(number):
+                raise ValueError(f"{name} must be a finite number (None: no {name}), got nan")
         # Plain Python numbers: psycopg2 cannot bind numpy scalars.
         price, value = (None if n is None else float(n) for n in (price, value))
-        ts_us = int(_micros(pd.Series([ts or datetime.now(timezone.utc)]))[0])
-        row = EventRow.__table__.c
+        event = pd.DataFrame({
+            "user_id": [user_id], "item_id": [item_id], "type": [type],
+            "ts": _utc(pd.Series([ts or datetime.now(timezone.utc)])),
+            "price": [np.nan if price is None else price], "value": [np.nan if value is None else value],
+        })
+        problem = event_problems(event, self.known_types).iat[0]
+        if problem:
+            raise ValueError(problem)
+        record = {"user_id": user_id, "item_id": item_id, "type": type, "ts_us": int(_micros(event["ts"])[0]),
+                  "seq": 0, "price": price, "value": value, "session_id": session_id or None}
         with self.engine.begin() as conn:
-            last = conn.scalar(
-                select(func.max(row.seq)).where(
-                    row.user_id == user_id, row.item_id == item_id, row.type == type, row.ts_us == ts_us
-                )
-            )
-            conn.execute(
-                EventRow.__table__.insert(),
-                {"user_id": user_id, "item_id": item_id, "type": type, "ts_us": ts_us,
-                 "seq": 0 if last is None else last + 1, "price": price, "value": value,
-                 "session_id": session_id or None},
-            )
+            return bool(conn.execute(self._insert_ignoring_duplicates(), record).all())
 
     def import_frame(self, frame: pd.DataFrame) -> ImportCounts:
         """Bulk-insert an events table, skipping events already stored.
@@ -128,24 +137,29 @@ class EventStore:
         Needs user_id, item_id, type, ts (datetimes, or epoch seconds when numeric); price,
         value and session_id are optional. Rows are numbered in frame order, so the frame
         must be in file order for repeats to be recognised on re-import. Each chunk commits
-        on its own: an interrupted import is finished by running it again.
+        on its own: an interrupted import is finished by running it again. A table with any
+        event that breaks :func:`event_problems`' rules is refused whole (ValueError), before
+        anything is stored; the CSV reader reports such rows one by one instead.
         """
         missing = [c for c in ("user_id", "item_id", "type", "ts") if c not in frame.columns]
         if missing:
             raise ValueError(f"events table lacks column(s) {', '.join(missing)}")
-        self._check_types(frame["type"].astype(str).unique())
         frame = frame.reset_index(drop=True)
         rows = pd.DataFrame({
-            "user_id": frame["user_id"].astype(str),
-            "item_id": frame["item_id"].astype(str),
-            "type": frame["type"].astype(str),
-            "ts_us": _micros(frame["ts"]),
+            "user_id": _text(frame["user_id"]),
+            "item_id": _text(frame["item_id"]),
+            "type": _text(frame["type"]),
+            "ts": _utc(frame["ts"]),
         })
-        if (rows["user_id"] == "").any() or (rows["item_id"] == "").any():
-            raise ValueError("events table has empty user_id or item_id values")
-        rows["seq"] = rows.groupby(["user_id", "item_id", "type", "ts_us"], sort=False).cumcount()
         for name in ("price", "value"):
             rows[name] = pd.to_numeric(frame[name]).astype(float) if name in frame else np.nan
+        problems = event_problems(rows, self.known_types)
+        invalid = np.flatnonzero(problems.to_numpy() != "")
+        if len(invalid):
+            raise ValueError(f"{len(invalid)} invalid event(s), nothing stored; the first, row {invalid[0]}: "
+                             f"{problems.iat[invalid[0]]}")
+        rows.insert(3, "ts_us", _micros(rows.pop("ts")))
+        rows["seq"] = rows.groupby(["user_id", "item_id", "type", "ts_us"], sort=False).cumcount()
         session = frame["session_id"] if "session_id" in frame else pd.Series("", index=rows.index)
         rows["session_id"] = session.fillna("").astype(str)
 
@@ -210,12 +224,6 @@ class EventStore:
             return list(conn.scalars(select(EventRow.user_id).distinct().order_by(EventRow.user_id)))
 
     # -- helpers -----------------------------------------------------------------------
-    def _check_types(self, types: Iterable[str]) -> None:
-        unknown = sorted(set(types) - self.known_types)
-        if unknown:
-            raise ValueError(f"unknown event type(s) {', '.join(map(repr, unknown))}; "
-                             f"known: {', '.join(sorted(self.known_types))}")
-
     def _insert_ignoring_duplicates(self) -> Insert:
         """INSERT .. ON CONFLICT DO NOTHING RETURNING pk: the returned rows count exactly
         what was new, on both dialects, without a racy count before and after."""
@@ -227,14 +235,60 @@ class EventStore:
         return insert(table).on_conflict_do_nothing(index_elements=list(_KEY)).returning(table.c.pk)
 
 
+def event_problems(events: pd.DataFrame, known_types: Collection[str]) -> pd.Series:
+    """Why each event cannot be stored, "" where it can: the rules of every entry point (add,
+    import_frame, and the CSV reader, which reports the failing rows and imports the rest).
+
+    ``events`` has user_id, item_id and type (text), ts (UTC datetimes, NaT where missing) and
+    optionally price and value (NaN where none). Ids follow :func:`stylesense.inputs.id_problem`
+    (kept exactly as given); the type is known; the time is within EARLIEST .. now +
+    FUTURE_SLACK; a price is finite and >= 0, a value finite. A row's first problem is given.
+    """
+    problems = pd.Series("", index=events.index, dtype=object)
+
+    def flag(failed: pd.Series, reason: Callable[[Hashable], str]) -> None:
+        fresh = failed.to_numpy(bool) & (problems.to_numpy() == "")
+        for label in events.index[fresh]:
+            problems[label] = reason(label)
+
+    for column, what in (("user_id", "user id"), ("item_id", "item id")):
+        ids = events[column]
+        found = {value: id_problem(value, what) for value in ids.unique()}  # ids repeat: check each once
+        reasons = ids.map(found)
+        flag(reasons.notna(), lambda label: reasons[label])
+    known = sorted(known_types)
+    flag(~events["type"].isin(known),
+         lambda label: f"unknown event type {events.at[label, 'type']!r} (known: {', '.join(known)})")
+    ts = events["ts"]
+    latest = pd.Timestamp.now(tz="UTC") + FUTURE_SLACK
+    flag(ts.isna(), lambda label: "no time (missing, or beyond the dates a timestamp holds)")
+    flag((ts < EARLIEST) | (ts > latest),
+         lambda label: f"time {ts[label]} is outside {EARLIEST:%Y-%m-%d} .. now + {FUTURE_SLACK.days} day")
+    for name, at_least_zero in (("price", True), ("value", False)):
+        if name in events:
+            x = pd.to_numeric(events[name]).astype(float)
+            ok = np.isfinite(x) & ((x >= 0) if at_least_zero else True)
+            rule = "a finite number >= 0" if at_least_zero else "a finite number"
+            flag(x.notna() & ~ok, lambda label: f"{name} must be {rule}, got {x[label]}")
+    return problems
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Cells as str, "" where missing (so a missing id is reported as empty, not stored as "nan")."""
+    return values.astype(str).where(values.notna(), "")
+
+
+def _utc(ts: pd.Series) -> pd.Series:
+    """UTC datetimes from datetimes (naive = UTC) or epoch seconds; NaT where missing or beyond
+    what a timestamp holds (event_problems reports those)."""
+    if pd.api.types.is_numeric_dtype(ts):
+        return pd.to_datetime(ts, unit="s", utc=True, errors="coerce")
+    return pd.to_datetime(ts, utc=True)
+
+
 def _micros(ts: pd.Series) -> np.ndarray:
-    """int64 microseconds since the epoch, from datetimes (naive = UTC) or epoch seconds.
+    """int64 microseconds since the epoch of UTC datetimes (none missing).
 
     Through a Timedelta, not astype(int64): pandas 3 stores datetimes in s, ms, us or ns.
     """
-    if pd.api.types.is_numeric_dtype(ts):
-        ts = pd.to_datetime(ts, unit="s", utc=True)
-    since = pd.to_datetime(ts, utc=True) - _EPOCH
-    if since.isna().any():
-        raise ValueError("events table has missing timestamps")
-    return (since // pd.Timedelta(microseconds=1)).to_numpy(np.int64)
+    return ((ts - _EPOCH) // pd.Timedelta(microseconds=1)).to_numpy(np.int64)

@@ -2,23 +2,28 @@
 
 ``make_index(kind, dim, n_expected)`` builds one; ``kind="auto"`` picks by catalogue size
 (see ``AUTO_FLAT_MAX_FLOATS``). ``load_index(path)`` reads back any kind from its one file.
+The interface, :class:`~stylesense.index.base.VectorIndex`, is in :mod:`stylesense.index.base`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from stylesense.atomic import load_npz
+from stylesense.atomic import DamagedFile, load_npz
 
-from .base import FORMAT_VERSION, VectorIndex
-from .flat import FlatIndex
-from .hnsw import HNSWIndex
-from .ivf import IVFIndex
-from .kdtree import KDTreeIndex
+from stylesense.lazy import LazyRegistry
 
-KINDS: dict[str, type[VectorIndex]] = {
-    cls.kind: cls for cls in (FlatIndex, KDTreeIndex, IVFIndex, HNSWIndex)
-}
+if TYPE_CHECKING:
+    from stylesense.index.base import VectorIndex
+
+# A kind's module (FAISS, or scikit-learn for kdtree) is imported when that kind is first used.
+KINDS: LazyRegistry[type[VectorIndex]] = LazyRegistry({
+    "flat": "stylesense.index.flat:FlatIndex",
+    "kdtree": "stylesense.index.kdtree:KDTreeIndex",
+    "ivf": "stylesense.index.ivf:IVFIndex",
+    "hnsw": "stylesense.index.hnsw:HNSWIndex",
+})
 AUTO_FLAT_MAX_FLOATS = 32_000_000
 """``auto`` scans exactly while n_expected * dim stays within this (25k items at dim 1280,
 125k at dim 256). A flat single query costs time linear in n * dim: bench/search.py measured
@@ -41,11 +46,14 @@ def make_index(kind: str, dim: int, n_expected: int = 0, **params) -> VectorInde
 
 
 def load_index(path: Path) -> VectorIndex:
-    """Read an index saved by ``VectorIndex.save``; the file says which kind it is."""
+    """Read an index saved by ``VectorIndex.save``; the file says which kind it is.
+    DamagedFile when it cannot be read back."""
+    from stylesense.index.base import FORMAT_VERSION
+
     header, arrays = load_npz(path, FORMAT_VERSION, "index")
     if header.get("kind") not in KINDS:
-        raise ValueError(f"{path}: unknown index kind {header.get('kind')!r}")
+        raise DamagedFile(path, f"unknown index kind {header.get('kind')!r}")
     return KINDS[header["kind"]]._restore(header, arrays)
 
 
-__all__ = ["KINDS", "VectorIndex", "load_index", "make_index"]
+__all__ = ["KINDS", "load_index", "make_index"]

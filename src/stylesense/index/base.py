@@ -83,6 +83,10 @@ class VectorIndex(ABC):
             return False
         return bool(self._id_map().lookup(key)[0] >= 0)
 
+    def ids(self) -> np.ndarray:
+        """Every id held, sorted (int64): what a consistency check compares with the catalogue."""
+        return self._id_map().keys.copy()
+
     def save(self, path: Path) -> None:
         """Write the index to ONE file, atomically (a crash leaves the previous file intact)."""
         header, arrays = self._state()

@@ -2,30 +2,50 @@
 
 ``make_recommender("als", factors=64)`` builds one by name; ``load_recommender(path)`` reads
 any saved model back.
+
+Importing this package is cheap: a model's module (torch for bpr, neumf and gru4rec) is
+imported when that model is first built or loaded, and the interface types (pandas, scipy)
+when first asked for, so `stylesense events add` loads none of them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stylesense.atomic import load_npz
-from stylesense.recommenders.base import FORMAT_VERSION, Recommendation, Recommender
-from stylesense.recommenders.data import DEFAULT_WEIGHTS, Interactions
-from stylesense.recommenders.als import ALS
-from stylesense.recommenders.blend import Blend
-from stylesense.recommenders.bpr import BPR
-from stylesense.recommenders.ease import EASE
-from stylesense.recommenders.gru4rec import GRU4Rec
-from stylesense.recommenders.itemknn import ItemKNN
-from stylesense.recommenders.neumf import NeuMF
-from stylesense.recommenders.popular import Popular
-from stylesense.recommenders.trending import Trending
-from stylesense.recommenders.visual import Visual
+from stylesense.atomic import DamagedFile, load_npz
+from stylesense.lazy import LazyRegistry
+from stylesense.weights import DEFAULT_WEIGHTS
 
-MODELS: dict[str, type[Recommender]] = {
-    m.name: m for m in (Popular, Trending, ItemKNN, ALS, BPR, EASE, Visual, NeuMF, GRU4Rec, Blend)
-}
+if TYPE_CHECKING:
+    from stylesense.recommenders.base import Recommendation, Recommender
+    from stylesense.recommenders.data import Interactions
+
+MODELS: LazyRegistry[type[Recommender]] = LazyRegistry({
+    "popular": "stylesense.recommenders.popular:Popular",
+    "trending": "stylesense.recommenders.trending:Trending",
+    "itemknn": "stylesense.recommenders.itemknn:ItemKNN",
+    "als": "stylesense.recommenders.als:ALS",
+    "bpr": "stylesense.recommenders.bpr:BPR",
+    "ease": "stylesense.recommenders.ease:EASE",
+    "visual": "stylesense.recommenders.visual:Visual",
+    "neumf": "stylesense.recommenders.neumf:NeuMF",
+    "gru4rec": "stylesense.recommenders.gru4rec:GRU4Rec",
+    "blend": "stylesense.recommenders.blend:Blend",
+})
+
+
+def __getattr__(name: str) -> Any:
+    """``Interactions``, ``Recommendation`` and ``Recommender``, imported on first use."""
+    if name == "Interactions":
+        from stylesense.recommenders.data import Interactions
+
+        return Interactions
+    if name in ("Recommendation", "Recommender"):
+        from stylesense.recommenders import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_recommender(name: str, **params: Any) -> Recommender:
@@ -35,10 +55,12 @@ def make_recommender(name: str, **params: Any) -> Recommender:
 
 
 def load_recommender(path: str | Path) -> Recommender:
-    """Any saved model; the file names its class."""
+    """Any saved model; the file names its class. DamagedFile when it cannot be read back."""
+    from stylesense.recommenders.base import FORMAT_VERSION, Recommender
+
     header, arrays = load_npz(path, FORMAT_VERSION, "model")
     if header.get("model") not in MODELS:
-        raise ValueError(f"{path}: unknown model {header.get('model')!r}")
+        raise DamagedFile(path, f"unknown model {header.get('model')!r}")
     model = make_recommender(header["model"], **header["params"])
     return Recommender._load_into(model, header, arrays)
 

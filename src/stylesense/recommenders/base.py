@@ -139,8 +139,12 @@ class Recommender(ABC):
         *,
         exclude_seen: bool = True,
         allowed: np.ndarray | None = None,
+        nameable: np.ndarray | None = None,
     ) -> list[Recommendation]:
-        """Top-k for one user id; an unknown user gets the cold-start (popularity) list."""
+        """Top-k for one user id; an unknown user gets the cold-start (popularity) list.
+        ``nameable``: boolean mask of the items a reason may name (None: any), so that a
+        reason never points at a removed product; it is not ``allowed``, since a filter on
+        bags should still let "similar to the shirt you bought" explain a bag."""
         u = self.user_index.get(str(user))
         if u is None:
             idx, val = _rank(self.popularity[None, :].copy(), k, allowed)
@@ -148,16 +152,17 @@ class Recommender(ABC):
         idx, val = self.recommend_batch(np.array([u]), k, exclude_seen=exclude_seen, allowed=allowed)
         keep = idx[0] >= 0
         items, scores = idx[0][keep], val[0][keep]
-        reasons = self._reasons(u, items)
+        reasons = self._reasons(u, items, nameable)
         return [Recommendation(str(self.item_ids[i]), float(s), r) for i, s, r in zip(items, scores, reasons)]
 
-    def similar_items(self, item: str, k: int = 10) -> list[Recommendation]:
+    def similar_items(self, item: str, k: int = 10, *, allowed: np.ndarray | None = None) -> list[Recommendation]:
+        """The k items most like ``item`` (never itself), among ``allowed`` (a boolean mask)."""
         i = self.data.item_index.get(str(item))
         if i is None:
             raise KeyError(f"{self.name}: unknown item {item!r}")
         s = np.asarray(self._similar(i), dtype=np.float32).copy()
         s[i] = -np.inf
-        idx, val = _top_k(s[None, :], k)
+        idx, val = _rank(s[None, :], k, allowed)
         return [Recommendation(str(self.item_ids[j]), float(v)) for j, v in zip(idx[0], val[0]) if np.isfinite(v)]
 
     def _similar(self, item: int) -> np.ndarray:
@@ -168,18 +173,21 @@ class Recommender(ABC):
         norms = np.sqrt(np.asarray(m.sum(axis=1)).ravel())
         return co / np.maximum(norms * norms[item], 1e-9)
 
-    def _reasons(self, user: int, items: np.ndarray) -> list[str | None]:
-        """A short "why" per recommended item. Models whose reason comes from the user's
-        history row override this to compute all k at once (one row lookup, not k)."""
-        return [self._reason(user, int(i)) for i in items]
+    def _reasons(self, user: int, items: np.ndarray, nameable: np.ndarray | None) -> list[str | None]:
+        """A short "why" per recommended item, naming only ``nameable`` items (None: any).
+        Models whose reason comes from the user's history row override this to compute all k
+        at once (one row lookup, not k)."""
+        return [self._reason(user, int(i), nameable) for i in items]
 
-    def _reason(self, user: int, item: int) -> str | None:
+    def _reason(self, user: int, item: int, nameable: np.ndarray | None) -> str | None:
         """The "why" of one item; the default: the most similar item in the user's history,
         for models whose ``_similar`` is meaningful."""
         seq = self.sequence(user)
-        if len(seq) == 0:
-            return None
         recent = np.unique(seq[-20:])
+        if nameable is not None:
+            recent = recent[nameable[recent]]
+        if len(recent) == 0:
+            return None
         sim = self._similar(item)[recent]
         best = int(recent[int(np.argmax(sim))])
         if sim.max() <= 0 or best == item:

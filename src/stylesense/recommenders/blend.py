@@ -10,9 +10,10 @@ repeat purchase ranks by the same blended evidence as anything else.
 ``models`` names the components (any registered model but ``blend``), ``weights`` their weights
 (comma-separated; empty: equal), ``params`` each component's parameters
 (``{"als": {"factors": 32}}``; the engine fills in each component's tuned parameters for the
-protocol). ``search_space`` tunes the weights of the default components, whose fits it reuses
-between trials (a fit depends only on the component's parameters and the data, and the seeded
-models fit deterministically).
+protocol). ``search_space`` tunes the weights of the default components; a :class:`FitCache`
+handed over with ``with_cache`` (tuning makes one per study) lets the trials reuse the
+components' fits (a fit depends only on the component's parameters and the data, and the seeded
+models fit deterministically). Without one, a blend fits its components itself and owns them.
 
 ``similar_items`` and the reasons given with recommendations are those of the component with
 the largest weight.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +39,27 @@ from stylesense.recommenders.base import Recommender
 from stylesense.recommenders.data import Interactions
 
 DEFAULT_MODELS = "ease,als,bpr"
+FitKey = tuple[str, str, str]  # (model, its parameters as JSON, fingerprint of the data)
+
+
+class FitCache:
+    """Fitted components of the latest blend fit, keyed by :data:`FitKey`, for blends that
+    share them (the trials of one tuning study): tuning the weights then refits nothing. Holds
+    one blend's components at a time; thread-safe. Blends that take components from it copy
+    them before a live update changes them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fitted: dict[FitKey, Recommender] = {}
+
+    def get(self, key: FitKey) -> Recommender | None:
+        with self._lock:
+            return self._fitted.get(key)
+
+    def keep(self, fitted: dict[FitKey, Recommender]) -> None:
+        """Hold exactly these fits from now on (the latest blend's)."""
+        with self._lock:
+            self._fitted = dict(fitted)
 
 
 class Blend(Recommender):
@@ -44,9 +67,6 @@ class Blend(Recommender):
 
     name = "blend"
     defaults: dict[str, Any] = {"models": DEFAULT_MODELS, "weights": "", "params": {}}
-    # Fitted components of the latest fit, keyed by (model, parameters, data): tuning the
-    # weights refits nothing. Holds one blend's components at a time.
-    _fitted: dict[tuple[str, str, str], Recommender] = {}
 
     def __init__(self, **params: Any) -> None:
         if isinstance(params.get("params"), str):  # from the CLI: --param 'params={"als": {...}}'
@@ -73,7 +93,8 @@ class Blend(Recommender):
             raise ValueError(f"blend: params given for models not in the blend: {', '.join(stray)}")
         self.components: list[Recommender] = []
         self._vectors: tuple[Sequence[str], np.ndarray] | None = None
-        self._shared = False  # components may be cached ones, shared with another blend
+        self._cache: FitCache | None = None
+        self._shared = False  # components taken from (or left in) the cache, shared with other blends
 
     @property
     def updatable(self) -> bool:  # type: ignore[override]
@@ -97,12 +118,9 @@ class Blend(Recommender):
             weights[0] = 1.0
         return {"models": DEFAULT_MODELS, "weights": ",".join(f"{w:.4g}" for w in weights)}
 
-    def detach(self) -> "Blend":
-        """Make the components this blend's alone: the fit cache lets go of them, so live
-        updates change them in place instead of copying them first (for a blend that serves,
-        as after ``train``; during tuning the cache is what saves the refits)."""
-        Blend._fitted = {k: m for k, m in Blend._fitted.items() if all(m is not c for c in self.components)}
-        self._shared = False
+    def with_cache(self, cache: FitCache) -> "Blend":
+        """Share component fits through ``cache`` at the next ``fit`` (see :class:`FitCache`)."""
+        self._cache = cache
         return self
 
     def with_vectors(self, item_ids: Sequence[str], vectors: np.ndarray) -> "Blend":
@@ -115,13 +133,16 @@ class Blend(Recommender):
     def _fit(self, data: Interactions) -> None:
         from stylesense.recommenders import make_recommender
 
-        fingerprint = _fingerprint(data) + ("" if self._vectors is None else _fingerprint_vectors(self._vectors))
-        fitted: dict[tuple[str, str, str], Recommender] = {}
+        cache = self._cache
+        fingerprint = "" if cache is None else (
+            _fingerprint(data) + ("" if self._vectors is None else _fingerprint_vectors(self._vectors))
+        )
+        fitted: dict[FitKey, Recommender] = {}
         self.components = []
         for name in self.names:
             params = self.params["params"].get(name, {})
             key = (name, json.dumps(params, sort_keys=True, default=str), fingerprint)
-            model = Blend._fitted.get(key)
+            model = None if cache is None else cache.get(key)
             if model is None:
                 model = make_recommender(name, **params)
                 if self._vectors is not None and model.needs_vectors:
@@ -129,8 +150,9 @@ class Blend(Recommender):
                 model.fit(data)
             fitted[key] = model
             self.components.append(model)
-        Blend._fitted = fitted
-        self._shared = True
+        if cache is not None:
+            cache.keep(fitted)
+        self._shared = cache is not None
 
     def _scores(self, users: np.ndarray, history: sparse.csr_matrix) -> np.ndarray:
         out = np.zeros((len(users), self.data.n_items), np.float32)
@@ -149,8 +171,8 @@ class Blend(Recommender):
     def _similar(self, item: int) -> np.ndarray:
         return self._lead()._similar(item)
 
-    def _reasons(self, user: int, items: np.ndarray) -> list[str | None]:
-        return self._lead()._reasons(user, items)
+    def _reasons(self, user: int, items: np.ndarray, nameable: np.ndarray | None) -> list[str | None]:
+        return self._lead()._reasons(user, items, nameable)
 
     # -- real time ----------------------------------------------------------------------
     def _updated(self, users: np.ndarray, events: pd.DataFrame) -> None:

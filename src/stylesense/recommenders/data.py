@@ -15,16 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-# Implicit-feedback strength of one event of each type. A purchase says more than a view; the
-# exact numbers are a tunable default (``Config.event_weights`` overrides them per home).
-DEFAULT_WEIGHTS: dict[str, float] = {
-    "view": 1.0,
-    "click": 2.0,
-    "like": 3.0,
-    "cart": 4.0,
-    "purchase": 8.0,
-    "rating": 1.0,
-}
+from stylesense.weights import DEFAULT_WEIGHTS
 
 EVENT_COLUMNS = ("user_id", "item_id", "type", "ts")
 

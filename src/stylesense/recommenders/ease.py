@@ -101,13 +101,15 @@ class EASE(Recommender):
         out[self.kept] = self.B[p]  # row p: how much having `item` raises each other item
         return out
 
-    def _reasons(self, user: int, items: np.ndarray) -> list[str | None]:
+    def _reasons(self, user: int, items: np.ndarray, nameable: np.ndarray | None) -> list[str | None]:
         """Per item, the history item contributing most to its score (``x_r * B[r, item]``)."""
         row = self._input(self.history[user, self.kept])
         pos = self.pos[np.asarray(items, dtype=np.int64)]
         if row.nnz == 0:
             return [None] * len(pos)
         contrib = row.data[:, None] * self.B[row.indices][:, np.maximum(pos, 0)]
+        if nameable is not None:
+            contrib[~nameable[self.kept[row.indices]]] = -np.inf
         best = contrib.argmax(axis=0)
         return [
             f"because you interacted with {self.item_ids[self.kept[row.indices[b]]]}"

@@ -85,12 +85,14 @@ class ItemKNN(Recommender):
     def _similar(self, item: int) -> np.ndarray:
         return self.similarity[item].toarray().ravel()
 
-    def _reasons(self, user: int, items: np.ndarray) -> list[str | None]:
+    def _reasons(self, user: int, items: np.ndarray, nameable: np.ndarray | None) -> list[str | None]:
         """Per item, the history item that contributes most to its score."""
         row = self.history[user]
         if row.nnz == 0:
             return [None] * len(items)
         contrib = row.data[:, None] * self.similarity[row.indices][:, np.asarray(items)].toarray()
+        if nameable is not None:
+            contrib[~nameable[row.indices]] = -np.inf
         best = contrib.argmax(axis=0)
         return [
             f"similar to {self.item_ids[row.indices[b]]} you interacted with" if contrib[b, j] > 0 else None

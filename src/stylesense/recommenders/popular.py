@@ -22,5 +22,5 @@ class Popular(Recommender):
     def _scores(self, users: np.ndarray, history: sparse.csr_matrix) -> np.ndarray:
         return np.broadcast_to(self.popularity, (len(users), len(self.popularity))).copy()
 
-    def _reason(self, user: int, item: int) -> str | None:
+    def _reason(self, user: int, item: int, nameable: np.ndarray | None) -> str | None:
         return f"popular: {int(self.popularity[item])} shoppers"

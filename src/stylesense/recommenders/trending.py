@@ -59,7 +59,7 @@ class Trending(Recommender):
     def _scores(self, users: np.ndarray, history: sparse.csr_matrix) -> np.ndarray:
         return np.broadcast_to(self.popularity, (len(users), len(self.popularity))).copy()
 
-    def _reason(self, user: int, item: int) -> str | None:
+    def _reason(self, user: int, item: int, nameable: np.ndarray | None) -> str | None:
         return f"trending: {self.decayed[item]:.1f} weighted interactions, half-life {self.params['half_life_days']:g} d"
 
     # -- real time ----------------------------------------------------------------------

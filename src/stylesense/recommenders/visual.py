@@ -151,8 +151,10 @@ class Visual(Recommender):
         out[self.vector_items] = self.vectors @ self.vectors[self.row[item]]
         return out
 
-    def _reason(self, user: int, item: int) -> str | None:
+    def _reason(self, user: int, item: int, nameable: np.ndarray | None) -> str | None:
         items, _ = self.recent_items(user)
+        if nameable is not None:
+            items = items[nameable[items]]
         if len(items) == 0 or not self.has_vector[item]:
             return None
         sim = self.vectors[self.row[items]] @ self.vectors[self.row[item]]

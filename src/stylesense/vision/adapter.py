@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stylesense.atomic import atomic_write
+from stylesense.atomic import DamagedFile, atomic_write
 
 FORMAT = "stylesense-adapter"
 VERSION = 1
@@ -277,15 +277,18 @@ class Adapter:
 
     @classmethod
     def load(cls, path: str | Path) -> Adapter:
-        """Read an adapter written by :meth:`save`, refusing anything else (pickles included)."""
+        """Read an adapter written by :meth:`save`, refusing anything else (pickles included):
+        DamagedFile for a file that is not one, or not readable (missing included)."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 if set(data.files) != {"header", *_WEIGHTS}:
-                    raise ValueError(f"{path}: not a stylesense adapter (arrays {sorted(data.files)})")
+                    raise DamagedFile(path, f"not a stylesense adapter (arrays {sorted(data.files)})")
                 info = json.loads(data["header"].tobytes().decode("utf-8"))
                 weights = {k: data[k] for k in _WEIGHTS}
-        except (zipfile.BadZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: not a readable stylesense adapter ({err})") from err
+        except DamagedFile:
+            raise
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:  # ValueError: JSON, pickle
+            raise DamagedFile(path, f"not a readable stylesense adapter ({err})") from err
         if not isinstance(info, dict) or info.get("format") != FORMAT or info.get("version") != VERSION:
-            raise ValueError(f"{path}: unsupported adapter format")
+            raise DamagedFile(path, "unsupported adapter format")
         return cls(weights, info)

@@ -57,6 +57,7 @@ _ONNX_TAG = "u8nhwc-dynhw-v2"
 
 # Native input size (px) of each supported variant.
 _VARIANTS: dict[str, int] = {"lite0": 224, "lite2": 260}
+EMBEDDERS: tuple[str, ...] = tuple(_VARIANTS)
 
 
 class Embedder(ABC):

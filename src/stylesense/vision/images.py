@@ -17,9 +17,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from stylesense.inputs import FileRefused, open_regular, read_capped, read_chunks
+
 MAX_PIXELS = 50_000_000
 """Largest accepted width*height. 50 MP covers any camera photo, and decoding stays
 below ~150 MB of RGB, while a bomb (tiny file claiming gigapixels) is refused unread."""
+
+MAX_FILE_BYTES = 256 << 20
+"""Largest photo file read (and hashed). Above any photo within MAX_PIXELS (50 MP is 150 MB
+as uncompressed 8-bit RGB), and it bounds what a path to an endless or huge file can cost."""
 
 # Only the formats a catalogue photo plausibly comes in: every extra decoder is extra
 # attack surface, and with PIL's full plugin list some text files (XBM, XPM, EPS)
@@ -43,11 +49,13 @@ def load_image(
     *,
     max_pixels: int = MAX_PIXELS,
     draft: int | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> Image.Image:
     """Decode ``source`` (a path or the file's bytes) into an 8-bit RGB image.
 
-    The size is checked from the header before any pixel is decoded, so a bomb costs
-    nothing. ``draft`` (a target side in pixels) lets JPEGs decode at 1/2, 1/4 or 1/8
+    A path is read only if it is a regular file of at most ``max_bytes`` (so ``/dev/zero`` or a
+    FIFO is refused, not read forever). The size is checked from the header before any pixel
+    is decoded, so a bomb costs nothing. ``draft`` (a target side in pixels) lets JPEGs decode at 1/2, 1/4 or 1/8
     scale directly in the DCT, keeping at least ``draft`` px on both sides: the embedder
     only needs ~224 px, and this is the biggest single saving when indexing large photos.
     EXIF orientation is applied, transparency is composited on white (products are shot
@@ -61,22 +69,19 @@ def load_image(
         if not data:
             raise ImageError("empty file (0 bytes)")
         return _decode(io.BytesIO(data), max_pixels, draft)
-    path = Path(source)
     try:
-        size = path.stat().st_size
+        data = read_capped(source, max_bytes)
     except FileNotFoundError:
         raise ImageError("file not found") from None
-    except OSError as exc:
-        raise ImageError(f"cannot read file: {exc.strerror or exc}") from None
-    if path.is_dir():
-        raise ImageError("not a file (directory)")
-    if size == 0:
-        raise ImageError("empty file (0 bytes)")
-    try:
-        with path.open("rb") as fp:
-            return _decode(fp, max_pixels, draft)
     except PermissionError:
         raise ImageError("cannot read file: permission denied") from None
+    except FileRefused as exc:
+        raise ImageError(str(exc)) from None
+    except OSError as exc:
+        raise ImageError(f"cannot read file: {exc.strerror or exc}") from None
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    return _decode(io.BytesIO(data), max_pixels, draft)
 
 
 def _decode(fp: io.BufferedIOBase, max_pixels: int, draft: int | None) -> Image.Image:
@@ -198,10 +203,13 @@ def letterbox(
     return canvas
 
 
-def content_hash(path: str | Path) -> str:
-    """SHA-256 hex digest of the file's bytes: re-embed an image only when it changed."""
+def content_hash(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """SHA-256 hex digest of the file's bytes: re-embed an image only when it changed.
+
+    Reads only what :func:`load_image` would (a regular file within ``max_bytes``); anything
+    else raises OSError (FileRefused), which the import reports as a bad row."""
     digest = hashlib.sha256()
-    with Path(path).open("rb") as fp:
-        for chunk in iter(lambda: fp.read(1 << 20), b""):
+    with open_regular(path, max_bytes) as fp:
+        for chunk in read_chunks(fp, max_bytes):
             digest.update(chunk)
     return digest.hexdigest()
