@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 HOME_DIR ?= stylesense-home
 SHARED ?= ../shared/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+FUZZ_SECONDS ?= 20
 
-.PHONY: setup fashion-mnist demo test bench clean
+.PHONY: setup fashion-mnist demo test fuzz bench clean
 
 setup: $(VENV)/.installed
 
@@ -25,10 +26,16 @@ fashion-mnist:
 demo: setup fashion-mnist
 	$(BIN)/stylesense --home $(HOME_DIR) demo
 
+# The tests, then each atheris harness for FUZZ_SECONDS (fuzz/run.py; exit 1 on a finding).
 test: setup
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
+
+fuzz: setup
+	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 bench: setup
+	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/embedding.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/index_scale.py
