@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from stylesense.errors import Damaged
+
 from stylesense.evaluation.retrieval import retrieval_metrics
 from stylesense.vision.adapter import Adapter, normalize
 
@@ -94,11 +96,11 @@ def test_load_refuses_pickles_and_foreign_files(tmp_path):
     pickled = tmp_path / "evil.npz"
     arrays = {k: np.zeros((2, 2)) for k in ("w1", "w2", "skip")} | {k: np.zeros(2) for k in ("mean", "b1", "b2")}
     np.savez(pickled, header=np.array([{"format": "stylesense-adapter", "version": 1}], dtype=object), **arrays)
-    with pytest.raises(ValueError):
+    with pytest.raises(Damaged):
         Adapter.load(pickled)
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip")
-    with pytest.raises(ValueError):
+    with pytest.raises(Damaged):
         Adapter.load(garbage)
 
 

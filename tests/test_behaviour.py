@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from stylesense.engine import StyleSense
-from stylesense.home import HomeError
+from stylesense.errors import NotReady
 
 from recsys_fixtures import block_events, block_of
 
@@ -28,9 +28,9 @@ def shop(tmp_path):
 
 def test_recommend_before_training_says_what_to_do(tmp_path):
     ss = StyleSense(tmp_path / "home")
-    with pytest.raises(HomeError, match="no events"):
+    with pytest.raises(NotReady, match="no events"):
         ss.behaviour.train("itemknn")
-    with pytest.raises(HomeError, match="train"):
+    with pytest.raises(NotReady, match="train"):
         ss.behaviour.recommend("anyone")
 
 

@@ -10,6 +10,7 @@ import faiss
 import numpy as np
 import pytest
 
+from stylesense.errors import Damaged
 from stylesense.index import load_index, make_index
 from stylesense.index.base import clustered_unit_vectors
 
@@ -98,9 +99,9 @@ def test_file_carries_kind_and_dim_and_rejects_unknown_content(tmp_path):
         assert (loaded.kind, loaded.dim, len(loaded)) == (kind, 8, 30)
     bogus = tmp_path / "bogus.npz"
     np.savez(bogus, header=np.array(json.dumps({"format": 1, "kind": "annoy", "dim": 8})))
-    with pytest.raises(ValueError, match="annoy"):
+    with pytest.raises(Damaged, match="annoy"):
         load_index(bogus)
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, header=np.array([{"kind": "flat"}], dtype=object))
-    with pytest.raises(ValueError):
+    with pytest.raises(Damaged):
         load_index(pickled)

@@ -4,6 +4,7 @@ import faiss
 import numpy as np
 import pytest
 
+from stylesense.errors import NotFound
 from stylesense.index import AUTO_FLAT_MAX_FLOATS, KINDS, load_index, make_index
 from stylesense.index.base import clustered_unit_vectors, exact_topk, recall_at_k
 
@@ -88,7 +89,7 @@ def test_vectors_and_membership(kind, data, built):
     np.testing.assert_allclose(index.vectors(ids[[5, 0, 99]]), x[[5, 0, 99]], atol=1e-6)
     assert ids[17] in index and 4 not in index and "x" not in index
     assert len(index) == N
-    with pytest.raises(KeyError):
+    with pytest.raises(NotFound):
         index.vectors(np.array([4]))
 
 

@@ -17,6 +17,7 @@ from recsys_fixtures import (
     own_block_share,
     reloaded,
 )
+from stylesense.errors import NotFound
 from stylesense.recommenders import Interactions
 from stylesense.recommenders.itemknn import ItemKNN
 from stylesense.recommenders.popular import Popular
@@ -50,7 +51,7 @@ def test_similar_items_come_from_the_same_block(split):
         similar = model.similar_items(item, k=5)
         assert len(similar) == 5 and item not in [r.item_id for r in similar]
         assert all(block_of(r.item_id) == block_of(item) for r in similar)
-    with pytest.raises(KeyError):
+    with pytest.raises(NotFound):
         model.similar_items("no-such-item")
 
 

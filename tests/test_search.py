@@ -6,6 +6,7 @@ import pytest
 
 from stylesense.catalog.filters import FilterError, Filters
 from stylesense.engine import StyleSense
+from stylesense.errors import NotFound
 
 from conftest import draw_product
 
@@ -54,7 +55,7 @@ def test_filters_return_k_whenever_k_match(shop, kind):
 def test_bad_queries(shop, tmp_path):
     with pytest.raises(FilterError, match="colour"):
         shop.search(item="1", filters=Filters.parse(["colour=red"]))
-    with pytest.raises(KeyError):
+    with pytest.raises(NotFound):
         shop.search(item="no-such-item")
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image at all")

@@ -16,6 +16,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from stylesense.errors import Damaged
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Call ``write(file)`` on a temp file beside ``path``, then rename it over ``path``.
@@ -52,7 +54,7 @@ def save_npz(path: str | os.PathLike, header: dict, arrays: dict[str, np.ndarray
     atomic_write(path, lambda f: np.savez(f, header=np.array(json.dumps(header)), **arrays))
 
 
-class DamagedFile(ValueError):
+class DamagedFile(Damaged):
     """A saved file (index, model, adapter) that cannot be read back: truncated, overwritten,
     or of a format this version does not know. Callers turn it into a message saying how to
     rebuild that file, which is why the path and the reason travel separately."""

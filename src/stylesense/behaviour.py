@@ -21,8 +21,9 @@ import pandas as pd
 
 from stylesense.atomic import DamagedFile, atomic_write
 from stylesense.catalog.filters import Filters
+from stylesense.errors import InvalidInput, NotReady
 from stylesense.events import EventImportReport, EventStore, import_events
-from stylesense.home import HomeError, damaged
+from stylesense.home import damaged
 from stylesense.inputs import check_id
 from stylesense.recommenders import MODELS, load_recommender, make_recommender
 from stylesense.weights import DEFAULT_WEIGHTS
@@ -58,15 +59,18 @@ class Behaviour:
         makes it a valid event type: otherwise a typo such as ``purchse=10`` would quietly add a
         type no event has, while ``purchase`` kept its old weight."""
         weights = self.weights
-        for name, value in changes.items():
-            value = float(value)
+        for name, given in changes.items():
+            try:
+                value = float(given)
+            except (TypeError, ValueError):
+                raise InvalidInput(f"weight of {name!r} must be a number, got {given!r}") from None
             key = name.strip().lower()
             if not key or not value >= 0 or value == float("inf"):
-                raise ValueError(f"weight of {name!r} must be a finite number >= 0, got {value}")
+                raise InvalidInput(f"weight of {name!r} must be a finite number >= 0, got {value}")
             if key not in weights and not new_type:
                 close = difflib.get_close_matches(key, weights, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                raise ValueError(f"unknown event type {key!r} (known: {', '.join(sorted(weights))}); "
+                raise InvalidInput(f"unknown event type {key!r} (known: {', '.join(sorted(weights))}); "
                                  f"{hint}pass --new-type to add it as a new type")
             weights[key] = value
         self.ss.config.event_weights = weights
@@ -139,7 +143,7 @@ class Behaviour:
         if model.needs_vectors:
             pks, raw = self.ss.store.features()
             if not len(pks):
-                raise HomeError(f"the {name} model needs catalogue photos: run `stylesense catalog import` first")
+                raise NotReady(f"the {name} model needs catalogue photos: run `stylesense catalog import` first")
             ids = {it.pk: it.item_id for it in self.ss.store.items()}
             model.with_vectors([ids[int(p)] for p in pks], self.ss.to_vectors(raw))  # type: ignore[attr-defined]
         return model
@@ -147,7 +151,7 @@ class Behaviour:
     def _all_events(self) -> pd.DataFrame:
         events = self.events.frame()
         if events.empty:
-            raise HomeError("no events yet: run `stylesense events import` or `stylesense events add` first")
+            raise NotReady("no events yet: run `stylesense events import` or `stylesense events add` first")
         return events
 
     def train(self, name: str, params: Mapping[str, Any] | None = None) -> tuple[Recommender, float]:
@@ -155,10 +159,10 @@ class Behaviour:
         the home and make it the default for ``recommend``. Returns (model, fit seconds)."""
         from stylesense.recommenders import Interactions
 
-        events = self._all_events()
         protocol = self._latest_protocol(name)  # a blend's components: tuned for the same protocol
         merged = _with_tuned(self.tuned_params(name, protocol) if protocol else {}, params or {})
-        model = self._build(name, merged, protocol)
+        model = self._build(name, merged, protocol)  # first: a typo in a parameter is the first thing to hear
+        events = self._all_events()
         data = Interactions.from_frame(events, self.weights, items=self._catalogue_ids())
         start = perf_counter()
         model.fit(data)
@@ -174,12 +178,12 @@ class Behaviour:
         """The saved model ``name`` (default: the last trained), caught up with newer events."""
         name = name or self.ss.config.recommender
         if name is None:
-            raise HomeError("no model trained yet: run `stylesense train --model NAME` first")
+            raise NotReady("no model trained yet: run `stylesense train --model NAME` first")
         model = self._models.get(name)
         if model is None:
             path = self.model_path(name)
             if not path.exists():
-                raise HomeError(f"no trained {name!r} model in this home: run `stylesense train --model {name}`")
+                raise NotReady(f"no trained {name!r} model in this home: run `stylesense train --model {name}`")
             try:
                 model = self._models[name] = load_recommender(path)
             except DamagedFile as e:
@@ -227,7 +231,7 @@ class Behaviour:
         """Top-k for ``user`` (an unknown one gets the cold-start list), with reasons."""
         check_id(user, "user id")
         if k < 1:
-            raise ValueError("k must be at least 1")
+            raise InvalidInput("k must be at least 1")
         m = self.model(model)
         seen = self.exclude_seen if exclude_seen is None else exclude_seen
         allowed, nameable = self._masks(m, filters)
@@ -239,7 +243,7 @@ class Behaviour:
         """Items the model finds like ``item`` (by behaviour, or by photo for ``visual``)."""
         check_id(item, "item id")
         if k < 1:
-            raise ValueError("k must be at least 1")
+            raise InvalidInput("k must be at least 1")
         m = self.model(model)
         return m.similar_items(item, k, allowed=self._masks(m, filters)[0])
 
@@ -272,7 +276,7 @@ class Behaviour:
         specs = {n: (n, {}) for n in names} | dict(variants or {})
         for name, _ in specs.values():
             if name not in MODELS:
-                raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+                raise InvalidInput(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
         return {
             label: (lambda n=n, over=over: self._build(
                 n, _with_tuned(self.tuned_params(n, protocol) if tuned else {}, over), protocol, tuned

@@ -20,23 +20,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperGroup
 
-from stylesense.catalog.csvtable import CsvError
-from stylesense.catalog.filters import FilterError, Filters
-from stylesense.home import HomeError
+from stylesense.catalog.filters import Filters
+from stylesense.errors import StyleSenseError
 
 if TYPE_CHECKING:
     from stylesense.engine import Hit, ImportReport, StyleSense
 
 
 class _Commands(TyperGroup):
-    """The command group that turns a HomeError from any command (a home that cannot be used
-    as asked, or a damaged file of it: the message names the file and the repair) into one
-    `error:` line and exit status 2, in one place rather than in each command."""
+    """The command group that maps the library's errors once for every command: any
+    StyleSenseError (bad input, something missing, a damaged file of the home: the message
+    says what and how to fix it) becomes one `error:` line and exit status 2."""
 
     def invoke(self, ctx: typer.Context) -> object:
         try:
             return super().invoke(ctx)
-        except HomeError as e:
+        except StyleSenseError as e:
             _fail(str(e))
 
 
@@ -52,6 +51,8 @@ app.add_typer(index_app, name="index")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(events_app, name="events")
 app.add_typer(recommend_app, name="recommend")
+keys_app = typer.Typer(help="API keys for the REST server: create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -102,7 +103,7 @@ def init(
         ss = StyleSense.init(_state.get("home"), embedder=embedder, adapter=adapter, index_kind=index_kind,  # type: ignore[arg-type]
                              database_url=database_url, price_column=price_column, stock_column=stock_column,
                              catalogue_only=catalogue_only)
-    except (HomeError, ValueError, OSError) as e:
+    except OSError as e:
         _fail(str(e))
     out.print(f"home ready: {ss.home.root} (embedder {ss.embedder_name}, index {ss.config.index_kind})")
 
@@ -118,10 +119,7 @@ def catalog_import(
 
     Exit status 1 when any row failed or was imported with a cell left empty (a value that is
     not a number in a numeric column): both are listed, and written to the report file."""
-    try:
-        report = _import(_open(), csv_path, images, id_column, encoding)
-    except (CsvError, HomeError) as e:
-        _fail(str(e))
+    report = _import(_open(), csv_path, images, id_column, encoding)
     problems = sorted(report.bad + report.warnings, key=lambda b: b.row)
     if problems:
         for b in problems[:20]:
@@ -196,10 +194,7 @@ def config_cmd(
     from dataclasses import asdict
 
     ss = _open()
-    try:
-        config = ss.configure(_pairs(changes, "setting")) if changes else ss.config
-    except ValueError as e:
-        _fail(str(e))
+    config = ss.configure(_pairs(changes, "setting")) if changes else ss.config
     out.print_json(data=asdict(config))
 
 
@@ -208,10 +203,7 @@ def index_build(
     kind: Annotated[str, typer.Option(help="auto (by catalogue size), flat, kdtree, ivf or hnsw.")] = "auto",
 ) -> None:
     """Rebuild the index from the stored features (written atomically)."""
-    try:
-        index = _open().build_index(kind)
-    except (HomeError, ValueError) as e:
-        _fail(str(e))
+    index = _open().build_index(kind)
     out.print(f"built {index.kind} index of {len(index)} items")
 
 
@@ -226,16 +218,11 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Visually similar products for a photo or an item, with optional filters."""
-    from stylesense.vision.images import ImageError
-
     if (image is None) == (item is None):
         _fail("give a query IMAGE_PATH or --item ID (one of them)")
     ss = _open()
-    try:
-        filters = Filters.parse(where or [], min_price, max_price, ss.config.price_column)
-        hits = ss.search(image, item=item, k=k, filters=filters)
-    except (FilterError, ImageError, HomeError, KeyError, ValueError) as e:
-        _fail(str(e).strip("'\""))
+    filters = Filters.parse(where or [], min_price, max_price, ss.config.price_column)
+    hits = ss.search(image, item=item, k=k, filters=filters)
     _print_hits(hits, as_json)
 
 
@@ -278,13 +265,10 @@ def adapt(
 ) -> None:
     """Train a small head on the catalogue's own labels (frozen CNN features)."""
     ss = _open()
-    try:
-        with _progress() as bar:
-            task = bar.add_task("training adapter", total=None)
-            ss.train_adapter(label, group, out=out_path,
-                             progress=lambda done, total: bar.update(task, completed=done, total=total))
-    except (HomeError, ValueError) as e:
-        _fail(str(e))
+    with _progress() as bar:
+        task = bar.add_task("training adapter", total=None)
+        ss.train_adapter(label, group, out=out_path,
+                         progress=lambda done, total: bar.update(task, completed=done, total=total))
     out.print(f"adapter written to {out_path}; use it with: stylesense --home NEW_HOME init --adapter {out_path}")
 
 
@@ -297,10 +281,7 @@ def evaluate_retrieval(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")] = None,
 ) -> None:
     """Leave-one-out retrieval precision, mAP and same-product recall."""
-    try:
-        result = _open().evaluate_retrieval(label, group, k=k, adapt=adapt_split)
-    except HomeError as e:
-        _fail(str(e))
+    result = _open().evaluate_retrieval(label, group, k=k, adapt=adapt_split)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2) + "\n")
@@ -342,7 +323,7 @@ def events_import(
     ss = _open()
     try:
         report = ss.behaviour.import_events(csv_path, preset=preset, **options)
-    except (CsvError, ValueError, OSError) as e:
+    except OSError as e:
         _fail(str(e))
     out.print(f"{report.rows} rows: {report.inserted} imported, {report.duplicates} already stored, "
               f"{len(report.bad)} failed")
@@ -364,10 +345,7 @@ def events_add(
     session: Annotated[Optional[str], typer.Option(help="Session id.")] = None,
 ) -> None:
     """Record one event now; the next `recommend` for this shopper reflects it."""
-    try:
-        stored = _open().behaviour.add_event(user, item, event_type, price=price, value=value, session_id=session)
-    except ValueError as e:
-        _fail(str(e))
+    stored = _open().behaviour.add_event(user, item, event_type, price=price, value=value, session_id=session)
     out.print(f"recorded {event_type} of {item} by {user}" if stored else
               f"already recorded: this {event_type} of {item} by {user} at this very time")
 
@@ -379,10 +357,7 @@ def events_weights(
 ) -> None:
     """Show, or change, how much each event type counts as implicit feedback (retrain after)."""
     ss = _open()
-    try:
-        weights = ss.behaviour.set_weights(_pairs(changes), new_type=new_type) if changes else ss.behaviour.weights
-    except ValueError as e:
-        _fail(str(e))
+    weights = ss.behaviour.set_weights(_pairs(changes), new_type=new_type) if changes else ss.behaviour.weights
     out.print(", ".join(f"{name}={value:g}" for name, value in weights.items()))
 
 
@@ -403,10 +378,7 @@ def train(
 ) -> None:
     """Fit a recommender on every event and store it in the home."""
     ss = _open()
-    try:
-        fitted, seconds = ss.behaviour.train(model, _pairs(param))
-    except (HomeError, ValueError) as e:
-        _fail(str(e))
+    fitted, seconds = ss.behaviour.train(model, _pairs(param))
     out.print(f"trained {model} on {fitted.data.n_events} events ({fitted.data.n_users} users, "
               f"{fitted.data.n_items} items) in {seconds:.1f} s; params {json.dumps(fitted.params)}")
 
@@ -432,11 +404,8 @@ def recommend(
     if user is None:
         _fail("give --user ID (or use `stylesense recommend batch`)")
     ss = _open()
-    try:
-        filters = Filters.parse(where or [], min_price, max_price, ss.config.price_column)
-        recs = ss.behaviour.recommend(user, k, model=model, exclude_seen=exclude_seen, filters=filters)
-    except (FilterError, HomeError, ValueError) as e:
-        _fail(str(e))
+    filters = Filters.parse(where or [], min_price, max_price, ss.config.price_column)
+    recs = ss.behaviour.recommend(user, k, model=model, exclude_seen=exclude_seen, filters=filters)
     _print_recommendations(f"recommendations for {user}", recs, as_json)
 
 
@@ -462,10 +431,7 @@ def recommend_similar(
 ) -> None:
     """Items a trained model finds like ITEM (bought together, or alike for `visual`)."""
     ss = _open()
-    try:
-        recs = ss.behaviour.similar(item, k, model=model, filters=Filters.parse(where or []))
-    except (FilterError, HomeError, KeyError, ValueError) as e:
-        _fail(str(e).strip("'\""))
+    recs = ss.behaviour.similar(item, k, model=model, filters=Filters.parse(where or []))
     _print_recommendations(f"items like {item}", recs, as_json)
 
 
@@ -479,7 +445,7 @@ def recommend_batch(
     """Top-k for every known shopper, one row per recommendation."""
     try:
         users = _open().behaviour.recommend_batch(out_path, k, model=model, exclude_seen=exclude_seen)
-    except (HomeError, ValueError, OSError) as e:
+    except OSError as e:
         _fail(str(e))
     out.print(f"wrote top-{k} for {users} users to {out_path}")
 
@@ -498,11 +464,8 @@ def evaluate_recommenders(
 ) -> None:
     """Every model on one split: precision, recall, nDCG, MAP, hit rate, MRR, coverage, revenue."""
     names = [m.strip() for m in models.split(",") if m.strip()]
-    try:
-        result = _open().behaviour.evaluate(protocol, names, k=k, test_days=test_days, seed=seed,
-                                            exclude_seen=exclude_seen, tuned=tuned)
-    except (HomeError, ValueError) as e:
-        _fail(str(e))
+    result = _open().behaviour.evaluate(protocol, names, k=k, test_days=test_days, seed=seed,
+                                        exclude_seen=exclude_seen, tuned=tuned)
     out.print(result.table())
     split = result.split
     out.print(f"split: {split['train_events']} train / {split['test_events']} test events, "
@@ -525,13 +488,10 @@ def tune(
 ) -> None:
     """Search hyper-parameters (Optuna) on a validation split carved from the training data."""
     ss = _open()
-    try:
-        with _progress() as bar:
-            task = bar.add_task(f"tuning {model}", total=trials)
-            result = ss.behaviour.tune(model, protocol, trials=trials, k=k, metric=metric, test_days=test_days,
-                                       seed=seed, on_trial=lambda done, value, best: bar.update(task, completed=done))
-    except (HomeError, ValueError) as e:
-        _fail(str(e))
+    with _progress() as bar:
+        task = bar.add_task(f"tuning {model}", total=trials)
+        result = ss.behaviour.tune(model, protocol, trials=trials, k=k, metric=metric, test_days=test_days,
+                                   seed=seed, on_trial=lambda done, value, best: bar.update(task, completed=done))
     out.print(f"{model}: validation {metric} {result.best_value:.4f} (defaults {result.default_value:.4f}) "
               f"after {trials} trials in {result.seconds:.0f} s")
     out.print(f"best parameters (saved for train and evaluate): {json.dumps(result.best_params)}")
@@ -603,6 +563,47 @@ def _print_recs(user: str, recs: list, category: dict[str, str]) -> None:
     for rank, r in enumerate(recs, 1):
         table.add_row(str(rank), r.item_id, category.get(r.item_id, ""), r.reason or "")
     out.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="read, write (includes read) or admin (includes write; manages keys).")],
+    name: Annotated[Optional[str], typer.Option(help="Who or what holds the key; `keys revoke` takes it too.")] = None,
+    rate: Annotated[Optional[float], typer.Option(help="Requests per second this key may make (per API worker) [default: no limit].")] = None,
+) -> None:
+    """Make a key and print it, alone on stdout: it is shown this once, only its hash is kept."""
+    from stylesense.serving.keys import KeyStore
+
+    key, info = KeyStore(_open().store.engine).create(role, name=name, rate=rate)
+    typer.echo(key)
+    err.print(f"created {info.role} key {info.key_id}: store it now, it cannot be shown again", highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every key (revoked ones too) by id: role, name, rate, when made and revoked. No secrets."""
+    from stylesense.serving.keys import KeyStore
+
+    keys = KeyStore(_open().store.engine).list()
+    if as_json:
+        out.print_json(data=[k.to_dict() for k in keys])
+        return
+    table = Table(title=f"API keys: {sum(k.active for k in keys)} active, {sum(not k.active for k in keys)} revoked")
+    for col in ("id", "role", "name", "rate/s", "created (UTC)", "revoked (UTC)"):
+        table.add_column(col)
+    for k in keys:
+        table.add_row(k.key_id, k.role, k.name or "", "" if k.rate is None else f"{k.rate:g}",
+                      f"{k.created_at:%Y-%m-%d %H:%M:%S}", "" if k.active else f"{k.revoked_at:%Y-%m-%d %H:%M:%S}")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(ref: Annotated[str, typer.Argument(metavar="ID_OR_NAME", help="The key's id (`keys list`) or the name of an active key.")]) -> None:
+    """Revoke a key: every API worker refuses it from its next request on."""
+    from stylesense.serving.keys import KeyStore
+
+    info = KeyStore(_open().store.engine).revoke(ref)
+    out.print(f"revoked {info.role} key {info.key_id}" + (f" ({escape(info.name)})" if info.name else ""), highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from stylesense.errors import InvalidInput
+
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -93,7 +95,7 @@ def fashion_mnist(
     leaves no truncated image behind.
     """
     if n is not None and n <= 0:
-        raise ValueError(f"n must be positive or None, got {n}")
+        raise InvalidInput(f"n must be positive or None, got {n}")
     source_dir = Path(source_dir)
     dest = Path(dest)
     n_test = None if n is None else round(n * _FASHION_MNIST_TEST_SHARE)
@@ -239,9 +241,9 @@ def _read_idx_pair(source_dir: Path, prefix: str, count: int | None) -> tuple[np
     images = _read_idx(images_path, 3, count)
     labels = _read_idx(labels_path, 1, count)
     if len(images) != len(labels):
-        raise ValueError(f"{images_path} has {len(images)} images but {labels_path} {len(labels)} labels")
+        raise InvalidInput(f"{images_path} has {len(images)} images but {labels_path} {len(labels)} labels")
     if labels.size and labels.max() >= len(FASHION_MNIST_CLASSES):
-        raise ValueError(f"{labels_path} holds label {labels.max()}, Fashion-MNIST has 10 classes")
+        raise InvalidInput(f"{labels_path} holds label {labels.max()}, Fashion-MNIST has 10 classes")
     return images, labels
 
 
@@ -254,14 +256,14 @@ def _read_idx(path: Path, ndim: int, count: int | None) -> np.ndarray:
     with gzip.open(path, "rb") as stream:
         header = stream.read(4 + 4 * ndim)
         if len(header) != 4 + 4 * ndim or int.from_bytes(header[:4], "big") != 0x0800 | ndim:
-            raise ValueError(f"{path} is not an unsigned-byte idx file with {ndim} dimension(s)")
+            raise InvalidInput(f"{path} is not an unsigned-byte idx file with {ndim} dimension(s)")
         shape = [int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
         if count is not None:
             shape[0] = min(shape[0], count)
         size = int(np.prod(shape))
         data = stream.read(size)
     if len(data) != size:
-        raise ValueError(f"{path} is truncated: expected {size} bytes of data, got {len(data)}")
+        raise InvalidInput(f"{path} is truncated: expected {size} bytes of data, got {len(data)}")
     return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 

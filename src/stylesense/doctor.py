@@ -25,7 +25,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from stylesense.atomic import DamagedFile
 from stylesense.catalog.store import DATABASE_REPAIR, CatalogStore, make_engine
 from stylesense.engine import ADAPTER_NAME, StyleSense, adapter_recipe
-from stylesense.home import LEGACY_RECIPE, REPAIR, Config, Home, HomeError, damaged
+from stylesense.errors import StyleSenseError
+from stylesense.home import LEGACY_RECIPE, REPAIR, Config, Home, damaged
 from stylesense.index import load_index
 from stylesense.recommenders import load_recommender
 from stylesense.vision.adapter import Adapter, normalize
@@ -59,7 +60,7 @@ def check(home: str | Path | None = None, *, repair: bool = False, threads: int 
     not a StyleSense, because a damaged config or database stops StyleSense from opening."""
     try:
         h = Home.resolve(home)
-    except HomeError as e:
+    except StyleSenseError as e:
         return [Finding("home", False, str(e))]
     if not h.config_path.exists() and not h.database_path.exists():
         return [Finding("home", False, f"{h.root} holds no stylesense home (no {h.config_path.name}, no database)")]
@@ -67,7 +68,7 @@ def check(home: str | Path | None = None, *, repair: bool = False, threads: int 
     config_error: str | None = None
     try:
         config: Config | None = h.load_config() if h.config_path.exists() else None
-    except HomeError as e:
+    except StyleSenseError as e:
         config, config_error = None, str(e)
     if config is None and config_error is None:
         config_error = f"config {h.config_path} is missing: {REPAIR} to rewrite it from what the home holds"
@@ -125,7 +126,7 @@ def _check_database(url: str) -> Finding:
             reason = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
             return Finding("database", False, str(damaged("database", path, reason, DATABASE_REPAIR.format(path=path))))
         return Finding("database", True, f"{path} passed the integrity check")
-    except HomeError as e:  # the store names the file and the repair
+    except StyleSenseError as e:  # the store names the file and the repair
         return Finding("database", False, str(e))
     except SQLAlchemyError as e:  # a database server that cannot be reached, or refuses
         return Finding("database", False, f"cannot open {make_url(url).render_as_string()}: {getattr(e, 'orig', None) or e}")
@@ -205,7 +206,7 @@ def _check_adapter(ss: StyleSense) -> Finding | None:
         return None
     try:
         adapter = ss.adapter
-    except HomeError as e:
+    except StyleSenseError as e:
         return Finding("adapter", False, str(e))
     assert adapter is not None
     path = ss.home.root / ss.config.adapter

@@ -23,16 +23,16 @@ from stylesense.catalog.csvtable import BadRow, CsvError, column_types, read_tab
 from stylesense.catalog.filters import Filters
 from stylesense.catalog.store import CatalogStore, Item, Upsert
 from stylesense.atomic import DamagedFile
-from stylesense.home import LEGACY_RECIPE, REPAIR, Config, Home, HomeError, damaged
+from stylesense.errors import Conflict, Damaged, InvalidInput, NotFound, NotReady
+from stylesense.home import LEGACY_RECIPE, REPAIR, Config, Home, damaged
 from stylesense.inputs import check_id
 from stylesense.index import load_index, make_index
 from stylesense.vision.adapter import Adapter, normalize
-from stylesense.vision.embedder import Embedder, make_embedder
-from stylesense.vision.images import content_hash, load_image
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the embedder and the image decoder bring PIL: imported where photos are read
     from stylesense.behaviour import Behaviour
     from stylesense.index.base import VectorIndex
+    from stylesense.vision.embedder import Embedder
 
 ADAPTER_NAME = "adapter.npz"
 EMBED_CHUNK = 256
@@ -78,7 +78,7 @@ class StyleSense:
         self.home.root.mkdir(parents=True, exist_ok=True)
         if not self.home.exists():
             if self.home.database_path.exists():  # a home writes its config before its database
-                raise HomeError(f"config {self.home.config_path} is missing, though the home holds a database: "
+                raise Damaged(f"config {self.home.config_path} is missing, though the home holds a database: "
                                 f"{REPAIR} to rewrite it from what the home holds, or restore it from a backup")
             self.home.save_config(self.config)
         self.store = CatalogStore(self.home.database_url(self.config), self.config.stock_column)
@@ -111,7 +111,7 @@ class StyleSense:
             old = h.load_config()
             if CatalogStore(h.database_url(old)).count():
                 if old.embedder != embedder or bool(adapter) or old.database_url != database_url:
-                    raise HomeError(
+                    raise Conflict(
                         f"{h.root} already holds a catalogue built with embedder {old.embedder!r}"
                         f"{' and an adapter' if old.adapter else ''}; use a new --home to change that"
                     )
@@ -121,7 +121,7 @@ class StyleSense:
             # The adapter was trained on vectors of one image recipe: the home embeds the same way.
             recipe = adapter_recipe(Adapter.load(adapter), embedder)
             if recipe["embedder"] != embedder:
-                raise HomeError(f"{adapter} was trained on {recipe['embedder']!r} features, not {embedder!r}")
+                raise InvalidInput(f"{adapter} was trained on {recipe['embedder']!r} features, not {embedder!r}")
             config.image_fit, config.pooling = recipe["image_fit"], recipe["pooling"]
             shutil.copyfile(adapter, h.root / ADAPTER_NAME)
             config.adapter = ADAPTER_NAME
@@ -134,14 +134,14 @@ class StyleSense:
         for key, text in changes.items():
             kind = SETTINGS.get(key)
             if kind is None:
-                raise ValueError(f"{key!r} cannot be set here; settable: {', '.join(SETTINGS)}")
+                raise InvalidInput(f"{key!r} cannot be set here; settable: {', '.join(SETTINGS)}")
             value: Any = text.strip()
             if kind is bool:
                 if value.lower() not in _BOOLS:
-                    raise ValueError(f"{key} must be true or false, got {text!r}")
+                    raise InvalidInput(f"{key} must be true or false, got {text!r}")
                 value = _BOOLS[value.lower()]
             elif not value:
-                raise ValueError(f"{key} must not be empty")
+                raise InvalidInput(f"{key} must not be empty")
             setattr(self.config, key, value)
         self.home.save_config(self.config)
         if "stock_column" in changes:
@@ -151,6 +151,8 @@ class StyleSense:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
+            from stylesense.vision.embedder import make_embedder
+
             self._embedder = make_embedder(
                 self.config.embedder, cache_dir=self.home.models_dir, threads=self.threads,
                 fit=self.config.image_fit, pooling=self.config.pooling,
@@ -211,6 +213,8 @@ class StyleSense:
         ``allowed_roots``: the folders the CSV and its photos must lie in, after symlinks are
         resolved. The CLI reads wherever its user points; an API or web app passes its upload
         folders, so that a row naming ``/etc/passwd`` (or a link to it) is a bad row, unread."""
+        from stylesense.vision.images import content_hash
+
         csv_path = Path(csv_path)
         roots = None if allowed_roots is None else [Path(r).resolve() for r in allowed_roots]
         if roots is not None and not _inside(csv_path.resolve(), roots):
@@ -313,7 +317,7 @@ class StyleSense:
         """The home's index, brought up to date first if an earlier run was interrupted."""
         if self._index is None:
             if not self.home.index_path.exists():
-                raise HomeError("no index yet: import a catalogue first (stylesense catalog import)")
+                raise NotReady("no index yet: import a catalogue first (stylesense catalog import)")
             try:
                 self._index = load_index(self.home.index_path)
             except DamagedFile as e:
@@ -328,7 +332,7 @@ class StyleSense:
         kind = kind or self.config.index_kind
         pks, raw = self.store.features(searchable=True)
         if not len(pks):
-            raise HomeError("the catalogue has no searchable items (empty, or every item hidden): nothing to index")
+            raise NotReady("the catalogue has no searchable items (empty, or every item hidden): nothing to index")
         vectors = self.to_vectors(raw)
         index = make_index(kind, vectors.shape[1], len(pks))
         index.build(pks, vectors)
@@ -377,20 +381,22 @@ class StyleSense:
 
         Filters are applied inside the index search, so k hits come back whenever k items match."""
         if (image is None) == (item is None):
-            raise ValueError("give exactly one of an image or an item id")
+            raise InvalidInput("give exactly one of an image or an item id")
         if k < 1:
-            raise ValueError("k must be at least 1")
+            raise InvalidInput("k must be at least 1")
         index = self.index()
         exclude: int | None = None
         if item is not None:
             found = self.store.items([check_id(item, "item id")])
             if found and found[0].hidden:
-                raise KeyError(f"item {item!r} is hidden (stylesense catalog show {item} brings it back)")
+                raise NotFound(f"item {item!r} is hidden (stylesense catalog show {item} brings it back)")
             if not found or found[0].pk not in index:
-                raise KeyError(f"no item {item!r} in the catalogue index")
+                raise NotFound(f"no item {item!r} in the catalogue index")
             exclude = found[0].pk
             query = index.vectors(np.array([exclude], dtype=np.int64))
         else:
+            from stylesense.vision.images import load_image
+
             query = self.to_vectors(self.embedder.embed_batch([load_image(image)]))
 
         allowed = self._allowed(filters, exclude)
@@ -446,7 +452,7 @@ class StyleSense:
                 out.append(None)
                 continue
             if col not in known:
-                raise HomeError(f"no item has column {col!r}; known columns: {', '.join(sorted(known))}")
+                raise InvalidInput(f"no item has column {col!r}; known columns: {', '.join(sorted(known))}")
             out.append(np.array([_label(by_pk[int(p)].attrs.get(col)) for p in pks], dtype=object))
         return out
 
@@ -461,7 +467,7 @@ class StyleSense:
         """Train a head on the whole catalogue's labels and save it to ``out``."""
         pks, raw = self.store.features()
         if not len(pks):
-            raise HomeError("the catalogue is empty: import items first")
+            raise NotReady("the catalogue is empty: import items first")
         *label_arrays, groups = self._columns(pks, *labels, group)
         adapter = Adapter.train(
             raw, label_arrays, groups, label_names=list(labels), threads=self.threads,
@@ -480,7 +486,7 @@ class StyleSense:
 
         pks, raw = self.store.features(searchable=True)  # what search can return
         if not len(pks):
-            raise HomeError("the catalogue is empty: import items first")
+            raise NotReady("the catalogue is empty: import items first")
         labels, groups = self._columns(pks, label, group)
         started = time.perf_counter()
         if adapt:

@@ -13,13 +13,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from stylesense.atomic import atomic_write
+from stylesense.errors import Damaged, InvalidInput
 
 DEFAULT_HOME = "stylesense-home"
 CONFIG_NAME = "config.json"
-
-
-class HomeError(RuntimeError):
-    """A home folder that cannot be used as asked (e.g. changing the embedder of a filled home)."""
 
 
 REPAIR = "run `stylesense doctor --repair`"
@@ -27,10 +24,10 @@ _CONFIG_REPAIR = (f"restore it from a backup, or {REPAIR} to rewrite it from wha
                   "(it checks which embedder made the stored features)")
 
 
-def damaged(what: str, path: Path, reason: str, repair: str) -> HomeError:
+def damaged(what: str, path: Path, reason: str, repair: str) -> Damaged:
     """The one-line error for a damaged file of the home: which file, what is wrong with it,
     and what rebuilds or replaces it (a traceback names none of the three)."""
-    return HomeError(f"{what} {path} is damaged ({reason}): {repair}")
+    return Damaged(f"{what} {path} is damaged ({reason}): {repair}")
 
 
 # The image recipe of homes (and adapters) made before it was recorded: square letterbox,
@@ -72,7 +69,7 @@ class Home:
         chosen = path or os.environ.get("STYLESENSE_HOME") or DEFAULT_HOME
         root = Path(chosen).expanduser().resolve()
         if root.exists() and not root.is_dir():
-            raise HomeError(f"home {root} is a file, not a folder: give --home (or $STYLESENSE_HOME) "
+            raise InvalidInput(f"home {root} is a file, not a folder: give --home (or $STYLESENSE_HOME) "
                             "a folder; a missing one is created")
         return cls(root)
 
@@ -105,7 +102,7 @@ class Home:
         return self.root / "stylesense.db"
 
     def load_config(self) -> Config:
-        """The home's config (defaults for a new home); HomeError naming the file when it is
+        """The home's config (defaults for a new home); Damaged naming the file when it is
         not one this version wrote."""
         if not self.config_path.exists():
             return Config()

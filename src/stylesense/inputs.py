@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from stylesense.errors import InvalidInput
+
 _CHUNK = 1 << 20
 
 # The non-regular kinds of file, for the message (S_ISLNK cannot occur: open follows links).
@@ -92,5 +94,5 @@ def check_id(value: str, what: str) -> str:
     """``value`` when it is a usable id (see :func:`id_problem`), else ValueError."""
     problem = id_problem(value, what)
     if problem is not None:
-        raise ValueError(problem)
+        raise InvalidInput(problem)
     return value

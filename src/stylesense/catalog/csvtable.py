@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from stylesense.errors import InvalidInput
 from stylesense.inputs import FileRefused, read_capped
 
 MAX_FIELD = 1 << 20  # a 1 MiB cell is already absurd for product metadata
@@ -30,7 +31,7 @@ _FLOAT = re.compile(r"^[+-]?((0|[1-9][0-9]*)(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]
 _ZERO_PADDED = re.compile(r"^0[0-9]+$")  # a code such as an article id: its column is text
 
 
-class CsvError(ValueError):
+class CsvError(InvalidInput):
     """The file as a whole cannot be imported."""
 
 

@@ -13,8 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stylesense.errors import InvalidInput
 
-class FilterError(ValueError):
+
+class FilterError(InvalidInput):
     """A filter the catalogue cannot answer (malformed, or an unknown column)."""
 
 

@@ -127,7 +127,7 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "handle_error")
         def _damaged(context) -> None:
             """A damaged file fails every statement, the first one already: name the file and
-            the repair instead of a driver traceback (HomeError)."""
+            the repair instead of a driver traceback (Damaged)."""
             code = getattr(context.original_exception, "sqlite_errorcode", None)
             if code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
                 path = Path(engine.url.database or "")

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from stylesense.errors import InvalidInput
+
 SearchFn = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 _BATCH = 1024
@@ -88,7 +90,7 @@ def retrieval_metrics(
     vectors = np.asarray(vectors)
     n = len(ids)
     if len(vectors) != n or len(labels) != n or (groups is not None and len(groups) != n):
-        raise ValueError("ids, vectors, labels and groups must have the same length")
+        raise InvalidInput("ids, vectors, labels and groups must have the same length")
 
     label_codes, label_counts = _as_keys(labels)
     labelled = label_codes >= 0

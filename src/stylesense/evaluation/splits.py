@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from stylesense.errors import InvalidInput
 from stylesense.recommenders.data import epoch_seconds, session_starts
 
 # Which of split()'s parameters each protocol reads (results record exactly these).
@@ -49,7 +50,7 @@ def stratified_split(
     the original row order and index.
     """
     if not 0.0 < ratio < 1.0:
-        raise ValueError(f"ratio must be in (0, 1), got {ratio}")
+        raise InvalidInput(f"ratio must be in (0, 1), got {ratio}")
     users = pd.factorize(events["user_id"].astype(str))[0]
     shuffle = np.random.default_rng(seed).random(len(events))
     order = np.lexsort((shuffle, users))  # by user, shuffled within each user
@@ -77,7 +78,7 @@ def temporal_split(
     span = round(test_days * DAY)
     if cutoff is None:
         if len(ts) == 0:
-            raise ValueError("cannot place a cutoff in an empty event log")
+            raise InvalidInput("cannot place a cutoff in an empty event log")
         tick = DAY if (ts % DAY == 0).all() else 1
         start = int(ts.max()) + tick - span
     else:
@@ -111,9 +112,9 @@ def last_item_split(
     pair) this never happens. Both halves keep the original row order and index.
     """
     if by not in ("event", "session"):
-        raise ValueError(f"by must be 'event' or 'session', got {by!r}")
+        raise InvalidInput(f"by must be 'event' or 'session', got {by!r}")
     if not session_gap_hours > 0:
-        raise ValueError(f"session_gap_hours must be > 0, got {session_gap_hours}")
+        raise InvalidInput(f"session_gap_hours must be > 0, got {session_gap_hours}")
     ts = epoch_seconds(events["ts"])
     users = pd.factorize(events["user_id"].astype(str))[0]
     order = np.lexsort((np.arange(len(events)), ts, users))  # by user, then time, then row
@@ -152,7 +153,7 @@ def split(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) by protocol name; each protocol reads only its :data:`PROTOCOL_PARAMS`."""
     if protocol not in _SPLITTERS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOL_PARAMS)}")
+        raise InvalidInput(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOL_PARAMS)}")
     given = {"ratio": ratio, "seed": seed, "test_days": test_days, "cutoff": cutoff}
     return _SPLITTERS[protocol](events, **{name: given[name] for name in PROTOCOL_PARAMS[protocol]})
 

@@ -20,6 +20,7 @@ import optuna
 import pandas as pd
 
 from stylesense.atomic import atomic_write
+from stylesense.errors import InvalidInput
 from stylesense.evaluation.recommenders import Recommendable, evaluate_models
 from stylesense.evaluation.splits import validation_split
 from stylesense.recommenders import MODELS, Recommender, make_recommender
@@ -76,15 +77,15 @@ def tune(
     """
     cls = MODELS.get(model)
     if cls is None:
-        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+        raise InvalidInput(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     if not hasattr(cls, "search_space"):
-        raise ValueError(f"{model} has no parameters to tune")
+        raise InvalidInput(f"{model} has no parameters to tune")
     if trials < 1:
-        raise ValueError("trials must be at least 1")
+        raise InvalidInput("trials must be at least 1")
     build = factory or (lambda params: make_recommender(model, **params))
     fit_part, validation = validation_split(train, protocol, ratio=ratio, seed=seed, test_days=test_days)
     if validation.empty:
-        raise ValueError(f"the {protocol} validation split of the training data is empty")
+        raise InvalidInput(f"the {protocol} validation split of the training data is empty")
 
     cache = FitCache()  # a blend's trials differ in weights only: they share the components' fits
 

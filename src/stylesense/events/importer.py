@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from stylesense.catalog.csvtable import BadRow, CsvError, parse, read_text, sniff_delimiter
+from stylesense.errors import InvalidInput
 from stylesense.events.store import EventStore, event_problems
 from stylesense.weights import DEFAULT_WEIGHTS
 
@@ -74,10 +75,10 @@ def read_events_csv(
     numeric, epoch ``time_unit`` (default seconds). ``delimiter`` None: sniffed from the header.
     """
     if (type is None) == (type_column is None):
-        raise ValueError("pass exactly one of type (one type for the whole file) or type_column")
+        raise InvalidInput("pass exactly one of type (one type for the whole file) or type_column")
     known = set(known_types)
     if type is not None and type not in known:
-        raise ValueError(f"unknown event type {type!r}; known: {', '.join(sorted(known))}")
+        raise InvalidInput(f"unknown event type {type!r}; known: {', '.join(sorted(known))}")
     header, lines, records, bad = _read_rows(Path(path), delimiter, encoding)
     wanted = {"user": user_column, "item": item_column, "time": time_column, "type": type_column,
               "price": price_column, "value": value_column, "session": session_column}
@@ -125,7 +126,7 @@ def import_events(
     Re-running it on the same file adds nothing, so an interrupted import is simply re-run.
     """
     if preset is not None and preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        raise InvalidInput(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     layout = {**PRESETS.get(preset or "", {}), **options}
     layout.setdefault("known_types", store.known_types)
     if "type_column" in options:

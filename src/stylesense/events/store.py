@@ -30,6 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.dml import Insert
 
 from stylesense.catalog.store import make_engine
+from stylesense.errors import InvalidInput
 from stylesense.inputs import id_problem
 from stylesense.weights import DEFAULT_WEIGHTS
 
@@ -82,7 +83,7 @@ class EventStore:
 
     def __init__(self, engine: Engine, known_types: Iterable[str] | None = None) -> None:
         if engine.dialect.name not in ("sqlite", "postgresql"):
-            raise ValueError(f"events need SQLite or PostgreSQL, not {engine.dialect.name}")
+            raise InvalidInput(f"events need SQLite or PostgreSQL, not {engine.dialect.name}")
         self.engine = engine
         self.known_types = frozenset(DEFAULT_WEIGHTS if known_types is None else known_types)
         EventBase.metadata.create_all(engine)
@@ -115,7 +116,7 @@ class EventStore:
         """
         for name, number in (("price", price), ("value", value)):
             if number is not None and math.isnan(number):
-                raise ValueError(f"{name} must be a finite number (None: no {name}), got nan")
+                raise InvalidInput(f"{name} must be a finite number (None: no {name}), got nan")
         # Plain Python numbers: psycopg2 cannot bind numpy scalars.
         price, value = (None if n is None else float(n) for n in (price, value))
         event = pd.DataFrame({
@@ -125,7 +126,7 @@ class EventStore:
         })
         problem = event_problems(event, self.known_types).iat[0]
         if problem:
-            raise ValueError(problem)
+            raise InvalidInput(problem)
         record = {"user_id": user_id, "item_id": item_id, "type": type, "ts_us": int(_micros(event["ts"])[0]),
                   "seq": 0, "price": price, "value": value, "session_id": session_id or None}
         with self.engine.begin() as conn:
@@ -143,7 +144,7 @@ class EventStore:
         """
         missing = [c for c in ("user_id", "item_id", "type", "ts") if c not in frame.columns]
         if missing:
-            raise ValueError(f"events table lacks column(s) {', '.join(missing)}")
+            raise InvalidInput(f"events table lacks column(s) {', '.join(missing)}")
         frame = frame.reset_index(drop=True)
         rows = pd.DataFrame({
             "user_id": _text(frame["user_id"]),
@@ -156,7 +157,7 @@ class EventStore:
         problems = event_problems(rows, self.known_types)
         invalid = np.flatnonzero(problems.to_numpy() != "")
         if len(invalid):
-            raise ValueError(f"{len(invalid)} invalid event(s), nothing stored; the first, row {invalid[0]}: "
+            raise InvalidInput(f"{len(invalid)} invalid event(s), nothing stored; the first, row {invalid[0]}: "
                              f"{problems.iat[invalid[0]]}")
         rows.insert(3, "ts_us", _micros(rows.pop("ts")))
         rows["seq"] = rows.groupby(["user_id", "item_id", "type", "ts_us"], sort=False).cumcount()

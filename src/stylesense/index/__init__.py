@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from stylesense.atomic import DamagedFile, load_npz
 
+from stylesense.errors import InvalidInput
 from stylesense.lazy import LazyRegistry
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def make_index(kind: str, dim: int, n_expected: int = 0, **params) -> VectorInde
     if kind == "auto":
         kind = "flat" if n_expected * dim <= AUTO_FLAT_MAX_FLOATS else "hnsw"
     if kind not in KINDS:
-        raise ValueError(f"unknown index kind {kind!r}; expected one of {sorted(KINDS)} or 'auto'")
+        raise InvalidInput(f"unknown index kind {kind!r}; expected one of {sorted(KINDS)} or 'auto'")
     return KINDS[kind](dim, **params)
 
 

@@ -24,6 +24,7 @@ import faiss
 import numpy as np
 
 from stylesense.atomic import save_npz
+from stylesense.errors import InvalidInput, NotFound
 
 FORMAT_VERSION = 1
 TUNE_K = 10
@@ -112,21 +113,21 @@ class VectorIndex(ABC):
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(f"vectors must be (n, {self.dim}), got {vectors.shape}")
+            raise InvalidInput(f"vectors must be (n, {self.dim}), got {vectors.shape}")
         if len(ids) != len(vectors):
-            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+            raise InvalidInput(f"{len(ids)} ids for {len(vectors)} vectors")
         if len(np.unique(ids)) != len(ids):
-            raise ValueError("ids must be unique within one call")
+            raise InvalidInput("ids must be unique within one call")
         if (ids < 0).any():
-            raise ValueError("ids must be >= 0 (-1 is the padding id)")
+            raise InvalidInput("ids must be >= 0 (-1 is the padding id)")
         return ids, vectors
 
     def _check_queries(self, queries: np.ndarray, k: int) -> np.ndarray:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise ValueError(f"queries must be (m, {self.dim}), got {queries.shape}")
+            raise InvalidInput(f"queries must be (m, {self.dim}), got {queries.shape}")
         if k < 0:
-            raise ValueError("k must be >= 0")
+            raise InvalidInput("k must be >= 0")
         return queries
 
     def _filter(self, allowed: np.ndarray) -> tuple[int, object]:
@@ -170,7 +171,7 @@ class VectorIndex(ABC):
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         slots = self._id_map().lookup(ids)
         if (slots < 0).any():
-            raise KeyError(f"ids not in the index: {ids[slots < 0][:10].tolist()}")
+            raise NotFound(f"ids not in the index: {ids[slots < 0][:10].tolist()}")
         return ids, slots
 
 

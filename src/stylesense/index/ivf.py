@@ -17,6 +17,8 @@ import math
 import faiss
 import numpy as np
 
+from stylesense.errors import InvalidInput
+
 from .base import (
     TUNE_K,
     TUNE_MARGIN,
@@ -61,12 +63,12 @@ class IVFIndex(VectorIndex):
         seed: int = 0,
     ):
         if codec not in CODECS:
-            raise ValueError(f"codec must be one of {CODECS}, got {codec!r}")
+            raise InvalidInput(f"codec must be one of {CODECS}, got {codec!r}")
         self.dim = dim
         self.codec = codec
         self.pq_m = pq_m or max(1, dim // 8)
         if codec == "pq" and dim % self.pq_m:
-            raise ValueError(f"pq_m={self.pq_m} must divide dim={dim}")
+            raise InvalidInput(f"pq_m={self.pq_m} must divide dim={dim}")
         self.target_recall = target_recall
         self.seed = seed
         self._nlist_param, self._nprobe_param = nlist, nprobe

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stylesense.atomic import DamagedFile, load_npz
+from stylesense.errors import InvalidInput
 from stylesense.lazy import LazyRegistry
 from stylesense.weights import DEFAULT_WEIGHTS
 
@@ -50,7 +51,7 @@ def __getattr__(name: str) -> Any:
 
 def make_recommender(name: str, **params: Any) -> Recommender:
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+        raise InvalidInput(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     return MODELS[name](**params)
 
 

@@ -20,6 +20,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
+from stylesense.errors import InvalidInput
 from stylesense.recommenders.base import Recommender
 from stylesense.recommenders.data import Interactions
 
@@ -132,7 +133,7 @@ def require_int(params: dict[str, Any], key: str, low: int, model: str) -> None:
     """Check (in place) that ``params[key]`` is an integer >= ``low``; ValueError if not."""
     value = params[key]
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{model}: {key} must be an integer >= {low}, got {value!r}")
+        raise InvalidInput(f"{model}: {key} must be an integer >= {low}, got {value!r}")
     params[key] = int(value)
 
 
@@ -142,5 +143,5 @@ def require_float(params: dict[str, Any], key: str, low: float, model: str, *, s
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     ok = ok and np.isfinite(value) and (value > low if strict else value >= low)
     if not ok:
-        raise ValueError(f"{model}: {key} must be a number {'>' if strict else '>='} {low}, got {value!r}")
+        raise InvalidInput(f"{model}: {key} must be a number {'>' if strict else '>='} {low}, got {value!r}")
     params[key] = float(value)

@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import sparse
 
 from stylesense.atomic import save_npz
+from stylesense.errors import InvalidInput, NotFound
 from stylesense.recommenders.data import Interactions
 
 FORMAT_VERSION = 1
@@ -48,7 +49,7 @@ class Recommender(ABC):
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
-            raise ValueError(
+            raise InvalidInput(
                 f"{self.name}: unknown parameter(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(self.defaults)) or 'none'}"
             )
@@ -57,7 +58,7 @@ class Recommender(ABC):
             try:
                 self.params[key] = _coerce(params[key], default) if key in params else default
             except ValueError as e:
-                raise ValueError(f"{self.name}: parameter {key}: {e}") from None
+                raise InvalidInput(f"{self.name}: parameter {key}: {e}") from None
         self._data: Interactions | None = None
         self.meta: dict[str, Any] = {}  # the caller's bookkeeping (e.g. last event id trained on)
 
@@ -159,7 +160,7 @@ class Recommender(ABC):
         """The k items most like ``item`` (never itself), among ``allowed`` (a boolean mask)."""
         i = self.data.item_index.get(str(item))
         if i is None:
-            raise KeyError(f"{self.name}: unknown item {item!r}")
+            raise NotFound(f"{self.name}: unknown item {item!r}")
         s = np.asarray(self._similar(i), dtype=np.float32).copy()
         s[i] = -np.inf
         idx, val = _rank(s[None, :], k, allowed)
@@ -327,7 +328,7 @@ def _coerce(value: Any, default: Any) -> Any:
             return True
         if value.lower() in {"0", "false", "no"}:
             return False
-        raise ValueError(f"expected true/false, got {value!r}")
+        raise InvalidInput(f"expected true/false, got {value!r}")
     return type(default)(value)
 
 

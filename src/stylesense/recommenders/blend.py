@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from stylesense.errors import InvalidInput
 from stylesense.recommenders.base import Recommender
 from stylesense.recommenders.data import Interactions
 
@@ -73,24 +74,24 @@ class Blend(Recommender):
             try:
                 params["params"] = json.loads(params["params"] or "{}")
             except json.JSONDecodeError as e:
-                raise ValueError(f"blend: params must be a JSON object: {e}") from None
+                raise InvalidInput(f"blend: params must be a JSON object: {e}") from None
         super().__init__(**params)
         from stylesense.recommenders import MODELS
 
         p = self.params
         self.names = [n.strip() for n in str(p["models"]).split(",") if n.strip()]
         if not self.names:
-            raise ValueError("blend: models must name at least one model")
+            raise InvalidInput("blend: models must name at least one model")
         unknown = [n for n in self.names if n not in MODELS or n == self.name]
         if unknown or len(set(self.names)) != len(self.names):
-            raise ValueError(f"blend: models must be distinct registered models other than blend, got {p['models']!r}")
+            raise InvalidInput(f"blend: models must be distinct registered models other than blend, got {p['models']!r}")
         self.weights = _parse_weights(p["weights"], len(self.names))
         if not isinstance(p["params"], dict) or not all(isinstance(v, dict) for v in p["params"].values()):
-            raise ValueError("blend: params must map model names to parameter objects")
+            raise InvalidInput("blend: params must map model names to parameter objects")
         p["params"] = copy.deepcopy(p["params"])  # never the shared default, nor the caller's
         stray = sorted(set(p["params"]) - set(self.names))
         if stray:
-            raise ValueError(f"blend: params given for models not in the blend: {', '.join(stray)}")
+            raise InvalidInput(f"blend: params given for models not in the blend: {', '.join(stray)}")
         self.components: list[Recommender] = []
         self._vectors: tuple[Sequence[str], np.ndarray] | None = None
         self._cache: FitCache | None = None
@@ -213,11 +214,11 @@ def _parse_weights(value: Any, n: int) -> np.ndarray:
     try:
         weights = np.array([float(w) for w in text.split(",")], np.float32)
     except ValueError:
-        raise ValueError(f"blend: weights must be comma-separated numbers, got {value!r}") from None
+        raise InvalidInput(f"blend: weights must be comma-separated numbers, got {value!r}") from None
     if len(weights) != n:
-        raise ValueError(f"blend: {len(weights)} weights for {n} models")
+        raise InvalidInput(f"blend: {len(weights)} weights for {n} models")
     if not np.isfinite(weights).all() or (weights < 0).any() or not (weights > 0).any():
-        raise ValueError(f"blend: weights must be non-negative with at least one positive, got {value!r}")
+        raise InvalidInput(f"blend: weights must be non-negative with at least one positive, got {value!r}")
     return weights
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from stylesense.errors import InvalidInput
 from stylesense.weights import DEFAULT_WEIGHTS
 
 EVENT_COLUMNS = ("user_id", "item_id", "type", "ts")
@@ -78,7 +79,7 @@ class Interactions:
         """
         missing = [c for c in EVENT_COLUMNS if c not in events.columns]
         if missing:
-            raise ValueError(f"events table lacks column(s) {', '.join(missing)}")
+            raise InvalidInput(f"events table lacks column(s) {', '.join(missing)}")
         weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
         types = events["type"]
         seconds = epoch_seconds(events["ts"])
@@ -122,7 +123,7 @@ def _weigh(types: pd.Series, weights: Mapping[str, float]) -> np.ndarray:
     """Unknown event types raise: silently weighting them 0 would hide a typo in a CSV."""
     unknown = sorted(set(types.astype(str).unique()) - set(weights))
     if unknown:
-        raise ValueError(f"no weight for event type(s) {', '.join(unknown)}; known: {sorted(weights)}")
+        raise InvalidInput(f"no weight for event type(s) {', '.join(unknown)}; known: {sorted(weights)}")
     return types.astype(str).map(weights).to_numpy(np.float32)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from scipy import sparse
 from scipy.linalg import lapack
 
+from stylesense.errors import InvalidInput
 from stylesense.recommenders.base import Recommender
 from stylesense.recommenders.data import Interactions
 
@@ -38,11 +39,11 @@ class EASE(Recommender):
         super().__init__(**params)
         l2, binary, max_items = self.params["l2"], self.params["binary"], self.params["max_items"]
         if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not np.isfinite(l2) or l2 <= 0:
-            raise ValueError(f"ease: l2 must be a positive number, got {l2!r}")
+            raise InvalidInput(f"ease: l2 must be a positive number, got {l2!r}")
         if not isinstance(binary, (bool, np.bool_)):
-            raise ValueError(f"ease: binary must be true or false, got {binary!r}")
+            raise InvalidInput(f"ease: binary must be true or false, got {binary!r}")
         if isinstance(max_items, bool) or not isinstance(max_items, (int, np.integer)) or max_items < 1:
-            raise ValueError(f"ease: max_items must be a positive integer, got {max_items!r}")
+            raise InvalidInput(f"ease: max_items must be a positive integer, got {max_items!r}")
         self.params.update(l2=float(l2), binary=bool(binary), max_items=int(max_items))
 
     @classmethod

@@ -59,6 +59,7 @@ from scipy import sparse
 from torch import nn
 from torch.nn import functional as F
 
+from stylesense.errors import InvalidInput
 from stylesense.recommenders.als import factor_cosine, require_float, require_int
 from stylesense.recommenders.base import Recommender
 from stylesense.recommenders.torch_threads import torch_threads
@@ -238,9 +239,9 @@ class GRU4Rec(Recommender):
         super().__init__(**params)
         p = self.params
         if p["loss"] not in LOSSES:
-            raise ValueError(f"gru4rec: loss must be one of {', '.join(LOSSES)}, got {p['loss']!r}")
+            raise InvalidInput(f"gru4rec: loss must be one of {', '.join(LOSSES)}, got {p['loss']!r}")
         if p["train_on"] not in TRAIN_ON:
-            raise ValueError(f"gru4rec: train_on must be one of {', '.join(TRAIN_ON)}, got {p['train_on']!r}")
+            raise InvalidInput(f"gru4rec: train_on must be one of {', '.join(TRAIN_ON)}, got {p['train_on']!r}")
         for key in ("hidden_size", "epochs", "batch_size", "max_len", "threads"):
             require_int(p, key, 1, self.name)
         require_int(p, "train_len", 2, self.name)
@@ -252,7 +253,7 @@ class GRU4Rec(Recommender):
             require_float(p, key, 0.0, self.name, strict=False)
         for key in ("dropout", "embedding_dropout"):
             if p[key] >= 1.0:
-                raise ValueError(f"gru4rec: {key} must be in [0, 1), got {p[key]}")
+                raise InvalidInput(f"gru4rec: {key} must be in [0, 1), got {p[key]}")
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from implicit.nearest_neighbours import all_pairs_knn, bm25_weight, normalize
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
+from stylesense.errors import InvalidInput
 from stylesense.recommenders.als import require_float, require_int
 from stylesense.recommenders.base import Recommender
 from stylesense.recommenders.data import Interactions
@@ -38,13 +39,13 @@ class ItemKNN(Recommender):
         super().__init__(**params)
         p = self.params
         if p["similarity"] not in SIMILARITIES:
-            raise ValueError(f"itemknn: similarity must be one of {', '.join(SIMILARITIES)}, got {p['similarity']!r}")
+            raise InvalidInput(f"itemknn: similarity must be one of {', '.join(SIMILARITIES)}, got {p['similarity']!r}")
         require_int(p, "neighbours", 1, self.name)
         require_int(p, "threads", 1, self.name)
         require_float(p, "K1", 0.0, self.name)
         require_float(p, "B", 0.0, self.name, strict=False)
         if p["B"] > 1.0:
-            raise ValueError(f"itemknn: B must be in [0, 1], got {p['B']}")
+            raise InvalidInput(f"itemknn: B must be in [0, 1], got {p['B']}")
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:

@@ -59,6 +59,7 @@ from scipy import sparse
 from torch import nn
 from torch.nn import functional as F
 
+from stylesense.errors import InvalidInput
 from stylesense.recommenders.als import require_float, require_int
 from stylesense.recommenders.base import Recommender
 from stylesense.recommenders.torch_threads import torch_threads
@@ -90,7 +91,7 @@ def parse_layers(value: Any, model: str = "neumf") -> tuple[int, ...]:
     except (TypeError, ValueError):
         sizes, ok = (), False
     if not ok or len(sizes) < 2 or min(sizes) < 1 or sizes[0] % 2:
-        raise ValueError(
+        raise InvalidInput(
             f"{model}: layers must be at least two positive sizes separated by commas, the first "
             f"even (e.g. '64,32,16'), got {value!r}"
         )
@@ -294,17 +295,17 @@ class NeuMF(Recommender):
         require_float(p, "dropout", 0.0, self.name, strict=False)
         require_float(p, "valid_share", 0.0, self.name, strict=False)
         if p["dropout"] >= 1.0:
-            raise ValueError(f"{self.name}: dropout must be in [0, 1), got {p['dropout']!r}")
+            raise InvalidInput(f"{self.name}: dropout must be in [0, 1), got {p['dropout']!r}")
         if p["valid_share"] >= 1.0:
-            raise ValueError(f"{self.name}: valid_share must be in [0, 1), got {p['valid_share']!r}")
+            raise InvalidInput(f"{self.name}: valid_share must be in [0, 1), got {p['valid_share']!r}")
         for key in ("pretrain", "refit", "use_vectors"):
             if not isinstance(p[key], (bool, np.bool_)):
-                raise ValueError(f"{self.name}: {key} must be true or false, got {p[key]!r}")
+                raise InvalidInput(f"{self.name}: {key} must be true or false, got {p[key]!r}")
             p[key] = bool(p[key])
         if p["loss"] not in LOSSES:
-            raise ValueError(f"{self.name}: loss must be one of {', '.join(LOSSES)}, got {p['loss']!r}")
+            raise InvalidInput(f"{self.name}: loss must be one of {', '.join(LOSSES)}, got {p['loss']!r}")
         if p["valid_metric"] not in METRICS:
-            raise ValueError(
+            raise InvalidInput(
                 f"{self.name}: valid_metric must be one of {', '.join(METRICS)}, got {p['valid_metric']!r}"
             )
         self.layer_sizes = parse_layers(p["layers"], self.name)
@@ -342,11 +343,11 @@ class NeuMF(Recommender):
         ids = np.asarray([str(i) for i in item_ids], dtype=str)
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(ids):
-            raise ValueError(f"{self.name}: expected a ({len(ids)}, d) vector array, got shape {vectors.shape}")
+            raise InvalidInput(f"{self.name}: expected a ({len(ids)}, d) vector array, got shape {vectors.shape}")
         if len(set(ids.tolist())) != len(ids):
-            raise ValueError(f"{self.name}: duplicate item ids in the vectors")
+            raise InvalidInput(f"{self.name}: duplicate item ids in the vectors")
         if not np.isfinite(vectors).all():
-            raise ValueError(f"{self.name}: vectors hold NaN or inf")
+            raise InvalidInput(f"{self.name}: vectors hold NaN or inf")
         self._pending = (ids, vectors)
         return self
 
@@ -354,7 +355,7 @@ class NeuMF(Recommender):
         if not self.params["use_vectors"]:
             return None
         if self._pending is None:
-            raise ValueError(
+            raise InvalidInput(
                 f"{self.name}: use_vectors=True but no item vectors; call "
                 ".with_vectors(item_ids, vectors) before fit"
             )
@@ -365,7 +366,7 @@ class NeuMF(Recommender):
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         out = np.where(norms > 1e-12, out / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
         if not out.any():
-            raise ValueError(f"{self.name}: none of the items has a vector")
+            raise InvalidInput(f"{self.name}: none of the items has a vector")
         return torch.from_numpy(out)
 
     # -- fitting ----------------------------------------------------------------------

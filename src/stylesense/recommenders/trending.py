@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from stylesense.errors import InvalidInput
 from stylesense.recommenders.base import Recommender
 from stylesense.recommenders.data import Interactions, epoch_seconds
 
@@ -33,7 +34,7 @@ class Trending(Recommender):
         super().__init__(**params)
         hl = self.params["half_life_days"]
         if isinstance(hl, bool) or not isinstance(hl, (int, float)) or not np.isfinite(hl) or hl <= 0:
-            raise ValueError(f"trending: half_life_days must be a positive number, got {hl!r}")
+            raise InvalidInput(f"trending: half_life_days must be a positive number, got {hl!r}")
         self.params["half_life_days"] = float(hl)
 
     @classmethod

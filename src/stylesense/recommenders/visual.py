@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from stylesense.errors import InvalidInput
 from stylesense.recommenders.base import Recommender
 from stylesense.recommenders.data import Interactions
 
@@ -42,11 +43,11 @@ class Visual(Recommender):
         super().__init__(**params)
         recent, decay = self.params["recent"], self.params["decay"]
         if isinstance(recent, bool) or not isinstance(recent, (int, np.integer)) or recent < 1:
-            raise ValueError(f"visual: recent must be a positive integer, got {recent!r}")
+            raise InvalidInput(f"visual: recent must be a positive integer, got {recent!r}")
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
-            raise ValueError(f"visual: decay must be in (0, 1], got {decay!r}")
+            raise InvalidInput(f"visual: decay must be in (0, 1], got {decay!r}")
         if self.params["pooling"] not in ("max", "mean"):
-            raise ValueError(f"visual: pooling must be max or mean, got {self.params['pooling']!r}")
+            raise InvalidInput(f"visual: pooling must be max or mean, got {self.params['pooling']!r}")
         self.params.update(recent=int(recent), decay=float(decay))
         self._pending: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -66,18 +67,18 @@ class Visual(Recommender):
         ids = np.asarray([str(i) for i in item_ids], dtype=str)
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(ids):
-            raise ValueError(f"visual: expected a ({len(ids)}, d) vector array, got shape {vectors.shape}")
+            raise InvalidInput(f"visual: expected a ({len(ids)}, d) vector array, got shape {vectors.shape}")
         if len(set(ids.tolist())) != len(ids):
-            raise ValueError("visual: duplicate item ids in the vectors")
+            raise InvalidInput("visual: duplicate item ids in the vectors")
         if not np.isfinite(vectors).all():
-            raise ValueError("visual: vectors hold NaN or inf")
+            raise InvalidInput("visual: vectors hold NaN or inf")
         self._pending = (ids, vectors)
         return self
 
     # -- fitting ----------------------------------------------------------------------
     def _fit(self, data: Interactions) -> None:
         if self._pending is None:
-            raise ValueError(
+            raise InvalidInput(
                 "visual: no item vectors; call .with_vectors(item_ids, vectors) before fit "
                 "(the catalogue's image embeddings)"
             )
@@ -93,7 +94,7 @@ class Visual(Recommender):
         """Unit vectors of the items that have one (``items``: their indices), as fitted or as
         saved. Only these rows are kept: in a real catalogue many sold items have no photo."""
         if len(items) == 0:
-            raise ValueError("visual: none of the items has a vector")
+            raise InvalidInput("visual: none of the items has a vector")
         self.vector_items = np.asarray(items, dtype=np.int64)
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.has_vector = np.zeros(self.data.n_items, dtype=bool)

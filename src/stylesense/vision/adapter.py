@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from stylesense.atomic import DamagedFile, atomic_write
+from stylesense.errors import InvalidInput
 
 FORMAT = "stylesense-adapter"
 VERSION = 1
@@ -65,14 +66,14 @@ def _targets(
     """
     columns = [_codes(col) for col in labels]
     if any(len(c) != n for c, _ in columns):
-        raise ValueError("every label column must have one value per feature row")
+        raise InvalidInput("every label column must have one value per feature row")
     names = list(label_names) if label_names is not None else [f"label{i}" for i in range(len(columns))]
     if len(names) != len(columns):
-        raise ValueError("label_names must name every label column")
+        raise InvalidInput("label_names must name every label column")
     if groups is not None:
         gcodes, n_groups = _codes(groups)
         if len(gcodes) != n:
-            raise ValueError("groups must have one value per feature row")
+            raise InvalidInput("groups must have one value per feature row")
         sizes = np.bincount(gcodes[gcodes >= 0], minlength=n_groups)
         keep = (gcodes >= 0) & (sizes[np.maximum(gcodes, 0)] > 1)
         _, inverse = np.unique(gcodes[keep], return_inverse=True)
@@ -82,7 +83,7 @@ def _targets(
         names.append("groups")
     targets = [(c, k, name) for (c, k), name in zip(columns, names, strict=True) if k > 1]
     if not targets:
-        raise ValueError("nothing to learn from: no label column with 2+ values, no 2+ groups with 2+ members")
+        raise InvalidInput("nothing to learn from: no label column with 2+ values, no 2+ groups with 2+ members")
     return targets
 
 
@@ -104,14 +105,14 @@ class Adapter:
     def __init__(self, weights: dict[str, np.ndarray], info: dict) -> None:
         missing = set(_WEIGHTS) - set(weights)
         if missing:
-            raise ValueError(f"adapter weights lack {sorted(missing)}")
+            raise InvalidInput(f"adapter weights lack {sorted(missing)}")
         self.weights = {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in _WEIGHTS}
         w = self.weights
         d, h = w["w1"].shape
         o = w["w2"].shape[1]
         expected = {"mean": (d,), "b1": (h,), "w2": (h, o), "b2": (o,), "skip": (d, o)}
         if any(w[k].shape != shape for k, shape in expected.items()):
-            raise ValueError("inconsistent adapter weight shapes")
+            raise InvalidInput("inconsistent adapter weight shapes")
         self.info = info
 
     @property
@@ -126,7 +127,7 @@ class Adapter:
         """Adapted search vectors: float32, shape (n, out_dim), unit L2 norm."""
         x = normalize(features)
         if x.ndim != 2 or x.shape[1] != self.in_dim:
-            raise ValueError(f"expected features of shape (n, {self.in_dim}), got {x.shape}")
+            raise InvalidInput(f"expected features of shape (n, {self.in_dim}), got {x.shape}")
         w = self.weights
         xc = x - w["mean"]
         return normalize(_gelu(xc @ w["w1"] + w["b1"]) @ w["w2"] + w["b2"] + xc @ w["skip"])
@@ -174,7 +175,7 @@ class Adapter:
         start = time.perf_counter()
         x = normalize(features)
         if x.ndim != 2:
-            raise ValueError(f"features must be 2-d, got shape {x.shape}")
+            raise InvalidInput(f"features must be 2-d, got shape {x.shape}")
         n, d = x.shape
         targets = _targets(labels, groups, label_names, n)
 

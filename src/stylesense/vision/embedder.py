@@ -38,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from stylesense.errors import InvalidInput
 from stylesense.vision.images import ImageError, letterbox, load_image
 
 log = logging.getLogger(__name__)
@@ -187,15 +188,15 @@ class EfficientNetLiteEmbedder(Embedder):
         precision: Precision = "auto",
     ) -> None:
         if variant not in _VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}; expected one of {sorted(_VARIANTS)}")
+            raise InvalidInput(f"unknown variant {variant!r}; expected one of {sorted(_VARIANTS)}")
         if backend not in ("onnx", "torch"):
-            raise ValueError(f"unknown backend {backend!r}; expected 'onnx' or 'torch'")
+            raise InvalidInput(f"unknown backend {backend!r}; expected 'onnx' or 'torch'")
         if fit not in FITS:
-            raise ValueError(f"unknown fit {fit!r}; expected one of {', '.join(FITS)}")
+            raise InvalidInput(f"unknown fit {fit!r}; expected one of {', '.join(FITS)}")
         if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
+            raise InvalidInput(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
         if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+            raise InvalidInput(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
         self.variant = variant
         self.name = f"efficientnet-{variant}"
         self.dim = 1280
@@ -436,7 +437,7 @@ def make_embedder(
     torch on CPU; bfloat16 where the CPU has it natively (``precision``).
     """
     if name not in _VARIANTS:
-        raise ValueError(f"unknown embedder {name!r}; expected one of {sorted(_VARIANTS)}")
+        raise InvalidInput(f"unknown embedder {name!r}; expected one of {sorted(_VARIANTS)}")
     return EfficientNetLiteEmbedder(
         name, backend, cache_dir, threads, fit=fit, pooling=pooling, precision=precision  # type: ignore[arg-type]
     )

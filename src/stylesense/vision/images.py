@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from stylesense.errors import InvalidInput
 from stylesense.inputs import FileRefused, open_regular, read_capped, read_chunks
 
 MAX_PIXELS = 50_000_000
@@ -40,7 +41,7 @@ _MAGICS = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x0
 _WHITE = (255, 255, 255)
 
 
-class ImageError(ValueError):
+class ImageError(InvalidInput):
     """An image could not be loaded; ``str(err)`` is a short reason for people."""
 
 
