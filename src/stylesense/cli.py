@@ -228,8 +228,7 @@ def search(
 
 def _print_hits(hits: list[Hit], as_json: bool) -> None:
     if as_json:
-        out.print_json(data=[{"item_id": h.item_id, "score": round(h.score, 6), "attrs": h.attrs,
-                              "image": h.image_path} for h in hits])
+        out.print_json(data=[{**h.to_dict(), "image": h.image_path} for h in hits])
         return
     table = Table()
     for col in ("#", "item", "score", "metadata"):
@@ -411,7 +410,7 @@ def recommend(
 
 def _print_recommendations(title: str, recs: list, as_json: bool) -> None:
     if as_json:
-        out.print_json(data=[{"item_id": r.item_id, "score": round(r.score, 6), "reason": r.reason} for r in recs])
+        out.print_json(data=[r.to_dict() for r in recs])
         return
     table = Table(title=title)
     for col in ("#", "item", "score", "why"):
@@ -510,8 +509,7 @@ def doctor(
 
     findings = check(_state.get("home"), repair=repair, threads=_state.get("threads"))  # type: ignore[arg-type]
     if as_json:
-        out.print_json(data=[{"check": f.name, "ok": f.ok, "repaired": f.repaired, "message": f.message}
-                             for f in findings])
+        out.print_json(data=[f.to_dict() for f in findings])
     else:
         for f in findings:
             status = "[green]repaired[/green]" if f.repaired else "[green]ok[/green]" if f.ok else "[red]PROBLEM[/red]"

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy.engine import make_url
@@ -52,6 +52,9 @@ class Finding:
     ok: bool
     message: str
     repaired: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.name, "ok": self.ok, "repaired": self.repaired, "message": self.message}
 
 
 def check(home: str | Path | None = None, *, repair: bool = False, threads: int | None = None) -> list[Finding]:

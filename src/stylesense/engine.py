@@ -52,6 +52,11 @@ class Hit:
     attrs: dict[str, Any]
     image_path: str | None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape every surface answers with. No local path: a server must not show
+        its folders, so each surface adds its own link to the photo."""
+        return {"item_id": self.item_id, "score": round(self.score, 6), "attrs": self.attrs}
+
 
 @dataclass
 class ImportReport:
@@ -67,6 +72,12 @@ class ImportReport:
     @property
     def ok(self) -> bool:
         return not self.bad and not self.warnings
+
+    def to_dict(self) -> dict[str, Any]:
+        """Counts and problems by row (the report file's path stays local)."""
+        counts = {k: getattr(self, k) for k in ("rows", "added", "updated", "unchanged", "embedded")}
+        return {**counts, "ok": self.ok, "bad": [b.to_dict() for b in self.bad],
+                "warnings": [w.to_dict() for w in self.warnings]}
 
 
 class StyleSense:

@@ -41,6 +41,9 @@ class BadRow:
     item_id: str
     reason: str
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "item_id": self.item_id, "reason": self.reason}
+
 
 @dataclass
 class Table:

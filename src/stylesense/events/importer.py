@@ -50,6 +50,10 @@ class EventImportReport:
     duplicates: int
     bad: list[BadRow]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "inserted": self.inserted, "duplicates": self.duplicates,
+                "bad": [b.to_dict() for b in self.bad]}
+
 
 def read_events_csv(
     path: str | Path,

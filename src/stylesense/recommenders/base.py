@@ -37,6 +37,10 @@ class Recommendation:
     score: float
     reason: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape every surface answers with."""
+        return {"item_id": self.item_id, "score": round(self.score, 6), "reason": self.reason}
+
 
 class Recommender(ABC):
     """Base class: ``fit``, ``recommend``, ``recommend_batch``, ``similar_items``, ``update``,
