@@ -11,25 +11,30 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from stylesense.atomic import DamagedFile, atomic_write
 from stylesense.catalog.filters import Filters
+from stylesense.concurrency import ReadWriteLock, Stamp, file_stamp
 from stylesense.errors import InvalidInput, NotReady
-from stylesense.events import EventImportReport, EventStore, import_events
-from stylesense.home import damaged
+from stylesense.events import EventStore
+from stylesense.home import Config, damaged
 from stylesense.inputs import check_id
 from stylesense.recommenders import MODELS, load_recommender, make_recommender
 from stylesense.weights import DEFAULT_WEIGHTS
 
 if TYPE_CHECKING:  # the engine imports this module; the recommender types bring scipy
+    # pandas (with the CSV importer) loads where events are read in bulk: `events add` needs neither.
+    import pandas as pd
+
     from stylesense.engine import StyleSense
+    from stylesense.events import EventImportReport
     from stylesense.recommenders import Recommendation, Recommender
     from stylesense.evaluation.recommenders import EvaluationResult
     from stylesense.evaluation.tuning import TuneResult
@@ -45,12 +50,24 @@ class Behaviour:
 
     def __init__(self, ss: "StyleSense") -> None:
         self.ss = ss
-        self.events = EventStore(ss.store.engine, known_types=self.weights)
-        self._models: dict[str, Recommender] = {}
+        self._events: EventStore | None = None
+        # Served models with the stamp of the file each came from: a retrain by another
+        # process is a new file, read on the next request.
+        self._models: dict[str, tuple[Recommender, Stamp | None]] = {}
+        self._loading = threading.Lock()  # one load or fold-in at a time, never two of the same
+        self._models_lock = ReadWriteLock()  # requests read the models; a fold-in changes one alone
 
     @property
     def weights(self) -> dict[str, float]:
         return dict(self.ss.config.event_weights or DEFAULT_WEIGHTS)
+
+    @property
+    def events(self) -> EventStore:
+        """The event store, checking types against the home's current weight table."""
+        weights = self.weights
+        if self._events is None or self._events.known_types != frozenset(weights):
+            self._events = EventStore(self.ss.store.engine, known_types=weights)
+        return self._events
 
     def set_weights(self, changes: Mapping[str, float], *, new_type: bool = False) -> dict[str, float]:
         """Change event types' implicit-feedback weights; models trained later use them.
@@ -58,7 +75,8 @@ class Behaviour:
         A name that is no known type is refused (nothing is changed) unless ``new_type``, which
         makes it a valid event type: otherwise a typo such as ``purchse=10`` would quietly add a
         type no event has, while ``purchase`` kept its old weight."""
-        weights = self.weights
+        weights = self.weights  # checked here, applied below to the config as it is then
+        parsed: dict[str, float] = {}
         for name, given in changes.items():
             try:
                 value = float(given)
@@ -72,11 +90,12 @@ class Behaviour:
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise InvalidInput(f"unknown event type {key!r} (known: {', '.join(sorted(weights))}); "
                                  f"{hint}pass --new-type to add it as a new type")
-            weights[key] = value
-        self.ss.config.event_weights = weights
-        self.ss.home.save_config(self.ss.config)
-        self.events = EventStore(self.ss.store.engine, known_types=weights)
-        return weights
+            parsed[key] = value
+
+        def change(config: Config) -> None:
+            config.event_weights = {**(config.event_weights or DEFAULT_WEIGHTS), **parsed}
+
+        return dict(self.ss.update_config(change).event_weights or {})
 
     @property
     def exclude_seen(self) -> bool:
@@ -86,10 +105,16 @@ class Behaviour:
     def import_events(self, path: str | Path, *, preset: str | None = None, **options: Any) -> EventImportReport:
         """Import a CSV of events; a preset also records its data set's measured
         exclude-seen default, unless the home already has one."""
+        from stylesense.events import import_events
+
         report = import_events(self.events, path, preset=preset, **options)
         if preset in PRESET_EXCLUDE_SEEN and self.ss.config.exclude_seen is None:
-            self.ss.config.exclude_seen = PRESET_EXCLUDE_SEEN[preset]
-            self.ss.home.save_config(self.ss.config)
+
+            def change(config: Config) -> None:
+                if config.exclude_seen is None:  # another process may have set it meanwhile
+                    config.exclude_seen = PRESET_EXCLUDE_SEEN[preset]
+
+            self.ss.update_config(change)
         return report
 
     def add_event(self, user: str, item: str, type: str = "view", **fields: Any) -> bool:
@@ -168,31 +193,39 @@ class Behaviour:
         model.fit(data)
         seconds = perf_counter() - start
         model.meta = {"applied_pk": int(events["pk"].max())}
-        model.save(self.model_path(name))
-        self._models[name] = model
-        self.ss.config.recommender = name
-        self.ss.home.save_config(self.ss.config)
+        path = self.model_path(name)
+        model.save(path)
+        self._models[name] = (model, file_stamp(path))  # swapped in whole: requests in flight keep the old one
+        self.ss.update_config(lambda config: setattr(config, "recommender", name))
         return model, seconds
 
     def model(self, name: str | None = None) -> Recommender:
-        """The saved model ``name`` (default: the last trained), caught up with newer events."""
+        """The saved model ``name`` (default: the last trained), caught up with newer events.
+
+        Thread-safe: concurrent callers load a model and fold in new events once; the fold-in
+        waits for requests reading the model (``_models_lock``) and they for it."""
         name = name or self.ss.config.recommender
         if name is None:
             raise NotReady("no model trained yet: run `stylesense train --model NAME` first")
-        model = self._models.get(name)
-        if model is None:
-            path = self.model_path(name)
-            if not path.exists():
+        path = self.model_path(name)
+        with self._loading:
+            stamp = file_stamp(path)
+            if stamp is None:
                 raise NotReady(f"no trained {name!r} model in this home: run `stylesense train --model {name}`")
-            try:
-                model = self._models[name] = load_recommender(path)
-            except DamagedFile as e:
-                raise damaged("model file", path, e.reason, f"retrain it with `stylesense train --model {name}`") from None
-        applied = int(model.meta.get("applied_pk", 0))
-        if self.events.max_pk() > applied:  # one indexed query; the frame only when needed
-            newer = self.events.frame(after_pk=applied)
-            model.update(newer)
-            model.meta["applied_pk"] = int(newer["pk"].max())
+            served = self._models.get(name)
+            if served is None or served[1] != stamp:
+                try:
+                    served = self._models[name] = (load_recommender(path), stamp)
+                except DamagedFile as e:
+                    raise damaged("model file", path, e.reason,
+                                  f"retrain it with `stylesense train --model {name}`") from None
+            model = served[0]
+            applied = int(model.meta.get("applied_pk", 0))
+            if self.events.max_pk() > applied:  # one indexed query; the frame only when needed
+                newer = self.events.frame(after_pk=applied)
+                with self._models_lock.writing():
+                    model.update(newer)
+                    model.meta["applied_pk"] = int(newer["pk"].max())
         return model
 
     # -- recommend ---------------------------------------------------------------------
@@ -202,11 +235,11 @@ class Behaviour:
         Removed, hidden and out-of-stock products never are; products known only from events
         are, unless the home is ``catalogue_only``. Read from the database on every call, so a
         removal by another process counts from the next request on."""
-        ids = pd.Index(np.asarray(item_ids, dtype=str))
+        ids = np.asarray(item_ids, dtype=str)
         if self.ss.config.catalogue_only:
-            return ids.isin(self.ss.store.recommendable_ids())
+            return _isin(ids, self.ss.store.recommendable_ids())
         blocked = self.ss.store.blocked_ids()
-        return ~ids.isin(blocked) if blocked else None
+        return ~_isin(ids, blocked) if blocked else None
 
     def _masks(self, model: Recommender, filters: Filters | None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(allowed, nameable) over the model's items: what may be recommended (the catalogue's
@@ -216,7 +249,7 @@ class Behaviour:
         if filters is None or not filters.active:
             return nameable, nameable
         ok = {it.item_id for it in self.ss.matching_items(filters)}
-        passing = pd.Index(model.item_ids).isin(list(ok))
+        passing = _isin(model.item_ids, ok)
         return (passing if nameable is None else passing & nameable), nameable
 
     def recommend(
@@ -235,7 +268,8 @@ class Behaviour:
         m = self.model(model)
         seen = self.exclude_seen if exclude_seen is None else exclude_seen
         allowed, nameable = self._masks(m, filters)
-        return m.recommend(user, k, exclude_seen=seen, allowed=allowed, nameable=nameable)
+        with self._models_lock.reading():
+            return m.recommend(user, k, exclude_seen=seen, allowed=allowed, nameable=nameable)
 
     def similar(
         self, item: str, k: int = 10, *, model: str | None = None, filters: Filters | None = None
@@ -245,7 +279,9 @@ class Behaviour:
         if k < 1:
             raise InvalidInput("k must be at least 1")
         m = self.model(model)
-        return m.similar_items(item, k, allowed=self._masks(m, filters)[0])
+        allowed = self._masks(m, filters)[0]
+        with self._models_lock.reading():
+            return m.similar_items(item, k, allowed=allowed)
 
     def recommend_batch(
         self, out: str | Path, k: int = 10, *, model: str | None = None, exclude_seen: bool | None = None
@@ -255,7 +291,9 @@ class Behaviour:
         m = self.model(model)
         seen = self.exclude_seen if exclude_seen is None else exclude_seen
         users = np.arange(len(m.user_ids))
-        top, scores = m.recommend_batch(users, k, exclude_seen=seen, allowed=self.recommendable(m.item_ids))
+        allowed = self.recommendable(m.item_ids)
+        with self._models_lock.reading():
+            top, scores = m.recommend_batch(users, k, exclude_seen=seen, allowed=allowed)
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["user_id", "item_id", "rank", "score"])
@@ -342,3 +380,11 @@ def _with_tuned(tuned: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str
     if "models" in params and params["models"] != tuned.get("models", params["models"]):
         tuned = {k: v for k, v in tuned.items() if k not in ("models", "weights")}
     return {**tuned, **params}
+
+
+def _isin(values: Sequence[str] | np.ndarray, wanted: Collection[str]) -> np.ndarray:
+    """Mask of ``values`` that are in ``wanted``: pandas' hash lookup, imported here because
+    only recommending needs it, while `events add` opens this module too and must stay light."""
+    import pandas as pd
+
+    return pd.Index(values).isin(wanted)

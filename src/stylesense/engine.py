@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from stylesense.atomic import DamagedFile
 from stylesense.catalog.csvtable import BadRow, CsvError, column_types, read_table, typed
 from stylesense.catalog.filters import Filters
 from stylesense.catalog.store import CatalogStore, Item, Upsert
-from stylesense.atomic import DamagedFile
+from stylesense.concurrency import ReadWriteLock, Stamp, file_stamp
 from stylesense.errors import Conflict, Damaged, InvalidInput, NotFound, NotReady
 from stylesense.home import LEGACY_RECIPE, REPAIR, Config, Home, damaged
 from stylesense.inputs import check_id
@@ -81,17 +82,25 @@ class ImportReport:
 
 
 class StyleSense:
-    """A home folder opened for work. Cheap to create; the CNN and index load on first use."""
+    """A home folder opened for work. Cheap to create; the CNN and index load on first use.
+
+    One object may serve many threads (a server): searches read the index together while a
+    catalogue change updates it alone, and a config or index file that another process
+    replaced is read again on the next call, so every worker sees every other's changes."""
 
     def __init__(self, home: str | Path | None = None, *, threads: int | None = None) -> None:
         self.home = Home.resolve(home)
-        self.config: Config = self.home.load_config()
+        self._config: Config = self.home.load_config()
+        self._config_stamp = file_stamp(self.home.config_path)
         self.home.root.mkdir(parents=True, exist_ok=True)
         if not self.home.exists():
             if self.home.database_path.exists():  # a home writes its config before its database
                 raise Damaged(f"config {self.home.config_path} is missing, though the home holds a database: "
                                 f"{REPAIR} to rewrite it from what the home holds, or restore it from a backup")
-            self.home.save_config(self.config)
+            self.home.save_config(self._config)
+            self._config_stamp = file_stamp(self.home.config_path)
+        self._index_stamp: Stamp | None = None
+        self._index_lock = ReadWriteLock()  # readers search; a sync changes the index alone
         self.store = CatalogStore(self.home.database_url(self.config), self.config.stock_column)
         self.threads = threads
         self._embedder: Embedder | None = None
@@ -139,9 +148,25 @@ class StyleSense:
         h.save_config(config)
         return cls(h.root)
 
+    @property
+    def config(self) -> Config:
+        """The home's settings, read again when another process changed the file. Change them
+        with ``update_config``, never by assignment: that would be lost, or lose another's."""
+        stamp = file_stamp(self.home.config_path)
+        if stamp != self._config_stamp:
+            self._config, self._config_stamp = self.home.load_config(), stamp
+        return self._config
+
+    def update_config(self, change: Callable[[Config], None]) -> Config:
+        """Apply ``change`` to the home's config under its lock (see ``Home.update_config``)."""
+        self._config = self.home.update_config(change)
+        self._config_stamp = file_stamp(self.home.config_path)
+        return self._config
+
     def configure(self, changes: Mapping[str, str]) -> Config:
         """Change the home's settings that need no re-embedding (``SETTINGS``), from text
         values as a command line gives them; a new stock column re-reads every item's stock."""
+        parsed: dict[str, Any] = {}
         for key, text in changes.items():
             kind = SETTINGS.get(key)
             if kind is None:
@@ -153,8 +178,8 @@ class StyleSense:
                 value = _BOOLS[value.lower()]
             elif not value:
                 raise InvalidInput(f"{key} must not be empty")
-            setattr(self.config, key, value)
-        self.home.save_config(self.config)
+            parsed[key] = value
+        self.update_config(lambda config: [setattr(config, k, v) for k, v in parsed.items()])
         if "stock_column" in changes:
             self.store.set_stock_column(self.config.stock_column)
         return self.config
@@ -325,21 +350,37 @@ class StyleSense:
 
     # -- index -----------------------------------------------------------------------
     def index(self) -> VectorIndex:
-        """The home's index, brought up to date first if an earlier run was interrupted."""
-        if self._index is None:
-            if not self.home.index_path.exists():
-                raise NotReady("no index yet: import a catalogue first (stylesense catalog import)")
-            try:
-                self._index = load_index(self.home.index_path)
-            except DamagedFile as e:
-                raise damaged("index file", self.home.index_path, e.reason, f"{REPAIR} (or `stylesense index "
-                              "build`) to rebuild it from the database") from None
+        """The home's index: read again when another process replaced the file, and brought
+        up to date first if an earlier run was interrupted."""
+        stamp = file_stamp(self.home.index_path)
+        if stamp is None:
+            raise NotReady("no index yet: import a catalogue first (stylesense catalog import)")
+        if self._index is None or stamp != self._index_stamp:
+            self._read_index(stamp)
             if self.store.index_behind():
                 self.sync_index()
+        assert self._index is not None
         return self._index
+
+    def _read_index(self, stamp: Stamp | None) -> None:
+        """Swap in the index file's content; requests already searching finish on the old one."""
+        try:
+            index = load_index(self.home.index_path)
+        except DamagedFile as e:
+            raise damaged("index file", self.home.index_path, e.reason, f"{REPAIR} (or `stylesense index "
+                          "build`) to rebuild it from the database") from None
+        self._index, self._index_stamp = index, stamp
+
+    def _save_index(self, index: VectorIndex) -> None:
+        index.save(self.home.index_path)
+        self._index, self._index_stamp = index, file_stamp(self.home.index_path)
 
     def build_index(self, kind: str | None = None) -> VectorIndex:
         """Full rebuild from the stored features (e.g. to change the index kind)."""
+        with self.home.locked("index"):  # one writer of the index file at a time, across processes
+            return self._build_index(kind)
+
+    def _build_index(self, kind: str | None) -> VectorIndex:
         kind = kind or self.config.index_kind
         pks, raw = self.store.features(searchable=True)
         if not len(pks):
@@ -348,36 +389,43 @@ class StyleSense:
         index = make_index(kind, vectors.shape[1], len(pks))
         index.build(pks, vectors)
         self.home.index_path.parent.mkdir(parents=True, exist_ok=True)
-        index.save(self.home.index_path)
+        self._save_index(index)
         self.store.reset_indexed()
         self.store.mark_indexed(pks)
         self.store.unindex(np.zeros(0, dtype=np.int64))  # tombstones lose their features
         if kind != self.config.index_kind:
-            self.config.index_kind = kind
-            self.home.save_config(self.config)
-        self._index = index
+            self.update_config(lambda config: setattr(config, "index_kind", kind))
         return index
 
     def sync_index(self) -> None:
         """Bring the index up to date with the catalogue without a full rebuild: add what the
         index lacks (new, re-embedded or shown items, or left over from a crash), drop removed
-        and hidden items."""
-        if not self.home.index_path.exists():
-            if len(self.store.features(searchable=True)[0]):
-                self.build_index()
-            return
-        removed = self.store.unsearchable_pks()
-        pks, raw = self.store.features(only_unindexed=True)
-        if not len(removed) and not len(pks):
-            return
-        index = self.index()
-        if len(removed):
-            index.remove(removed)
-        if len(pks):
-            index.add(pks, self.to_vectors(raw))
-        index.save(self.home.index_path)
-        self.store.mark_indexed(pks)
-        self.store.unindex(removed)
+        and hidden items.
+
+        Under the home's index lock, starting from the file as it is now: the database's record
+        of what the index holds is only true of the latest file, whoever wrote it."""
+        with self.home.locked("index"):
+            stamp = file_stamp(self.home.index_path)
+            if stamp is None:
+                if len(self.store.features(searchable=True)[0]):
+                    self._build_index(None)
+                return
+            removed = self.store.unsearchable_pks()
+            pks, raw = self.store.features(only_unindexed=True)
+            if not len(removed) and not len(pks):
+                return
+            if self._index is None or stamp != self._index_stamp:
+                self._read_index(stamp)
+            index = self._index
+            assert index is not None
+            with self._index_lock.writing():
+                if len(removed):
+                    index.remove(removed)
+                if len(pks):
+                    index.add(pks, self.to_vectors(raw))
+            self._save_index(index)
+            self.store.mark_indexed(pks)
+            self.store.unindex(removed)
 
     # -- search ----------------------------------------------------------------------
     def search(
@@ -401,10 +449,11 @@ class StyleSense:
             found = self.store.items([check_id(item, "item id")])
             if found and found[0].hidden:
                 raise NotFound(f"item {item!r} is hidden (stylesense catalog show {item} brings it back)")
-            if not found or found[0].pk not in index:
-                raise NotFound(f"no item {item!r} in the catalogue index")
-            exclude = found[0].pk
-            query = index.vectors(np.array([exclude], dtype=np.int64))
+            with self._index_lock.reading():
+                if not found or found[0].pk not in index:
+                    raise NotFound(f"no item {item!r} in the catalogue index")
+                exclude = found[0].pk
+                query = index.vectors(np.array([exclude], dtype=np.int64))
         else:
             from stylesense.vision.images import load_image
 
@@ -412,7 +461,8 @@ class StyleSense:
 
         allowed = self._allowed(filters, exclude)
         kk = k if allowed is not None or exclude is None else k + 1
-        scores, ids = index.search(query.astype(np.float32), kk, allowed=allowed)
+        with self._index_lock.reading():
+            scores, ids = index.search(query.astype(np.float32), kk, allowed=allowed)
         pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and i != exclude][:k]
         by_pk = self.store.items_by_pk(p for p, _ in pairs)
         return [

@@ -7,8 +7,11 @@ next to the vectors is what stops a later import from mixing vectors of two diff
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -118,8 +121,30 @@ class Home:
         return Config(**{**LEGACY_RECIPE, **data})
 
     def save_config(self, config: Config) -> None:
+        """Write the whole config (a new home's; changes go through ``update_config``)."""
         text = json.dumps(asdict(config), indent=2) + "\n"
         atomic_write(self.config_path, lambda f: f.write(text.encode()))
+
+    @contextmanager
+    def locked(self, name: str) -> Iterator[None]:
+        """Hold the home's ``name`` lock (a lock file, ``flock``): one holder at a time across
+        processes and threads, for read-modify-write of a file of the home. Not re-entrant."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{name}.lock", "a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def update_config(self, change: Callable[[Config], None]) -> Config:
+        """Read the config afresh, ``change`` it, write it back, all under the config lock, so
+        that two processes changing different settings both keep their change."""
+        with self.locked("config"):
+            config = self.load_config()
+            change(config)
+            self.save_config(config)
+        return config
 
     def database_url(self, config: Config) -> str:
         return config.database_url or f"sqlite:///{self.database_path}"

@@ -12,18 +12,20 @@ Price, rating and session stay out of the key, so a re-export with a corrected p
 recognised as the same events. A live event is seq 0: sent again with the same time, it is the
 same event (a retry), stored once however many processes send it at the same moment.
 
-Every write passes :func:`event_problems`, the one set of rules for what an event may hold.
+Every write passes :func:`event_rules`, the one set of rules for what an event may hold: a
+live event field by field, a table through :func:`event_problems`. A live event needs no
+pandas, so `stylesense events add` does not load it; the bulk paths import it where they run.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import BigInteger, Float, Integer, String, UniqueConstraint, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -34,14 +36,21 @@ from stylesense.errors import InvalidInput
 from stylesense.inputs import id_problem
 from stylesense.weights import DEFAULT_WEIGHTS
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 _KEY = ("user_id", "item_id", "type", "ts_us", "seq")
 _CHUNK = 5000  # rows per INSERT batch and per commit: live writers get the lock between chunks
 _IN_CHUNK = 5000  # ids per IN (...) list, well under SQLite's bound-parameter limit
-_EPOCH = pd.Timestamp(0, tz="UTC")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 EARLIEST = _EPOCH
-FUTURE_SLACK = pd.Timedelta(days=1)
+FUTURE_SLACK = timedelta(days=1)
 """Event times run from EARLIEST to now + FUTURE_SLACK (clocks disagree a little). Anything
 outside is a mix-up, e.g. milliseconds read as seconds, that would rank the event first or last."""
+
+Rule = Callable[[Any], "str | None"]
+"""Why one value of a field cannot be stored, or None; a missing value reaches it as None."""
 
 
 class EventBase(DeclarativeBase):
@@ -112,22 +121,20 @@ class EventStore:
         is False. That holds however many processes send it at once, because the write is one
         INSERT .. ON CONFLICT DO NOTHING, not a read followed by a write. (Repeats at one instant
         come from logs, where import_frame numbers them.) Raises ValueError for an event that
-        breaks :func:`event_problems`' rules.
+        breaks :func:`event_rules`.
         """
         for name, number in (("price", price), ("value", value)):
             if number is not None and math.isnan(number):
                 raise InvalidInput(f"{name} must be a finite number (None: no {name}), got nan")
         # Plain Python numbers: psycopg2 cannot bind numpy scalars.
         price, value = (None if n is None else float(n) for n in (price, value))
-        event = pd.DataFrame({
-            "user_id": [user_id], "item_id": [item_id], "type": [type],
-            "ts": _utc(pd.Series([ts or datetime.now(timezone.utc)])),
-            "price": [np.nan if price is None else price], "value": [np.nan if value is None else value],
-        })
-        problem = event_problems(event, self.known_types).iat[0]
+        when = datetime.now(timezone.utc) if ts is None else _as_utc(ts)
+        event = {"user_id": user_id, "item_id": item_id, "type": type, "ts": when, "price": price, "value": value}
+        rules = event_rules(self.known_types)
+        problem = next(filter(None, (rule(event[field]) for field, rule in rules.items())), None)
         if problem:
             raise InvalidInput(problem)
-        record = {"user_id": user_id, "item_id": item_id, "type": type, "ts_us": int(_micros(event["ts"])[0]),
+        record = {"user_id": user_id, "item_id": item_id, "type": type, "ts_us": int(_micros(when)),
                   "seq": 0, "price": price, "value": value, "session_id": session_id or None}
         with self.engine.begin() as conn:
             return bool(conn.execute(self._insert_ignoring_duplicates(), record).all())
@@ -142,6 +149,8 @@ class EventStore:
         event that breaks :func:`event_problems`' rules is refused whole (ValueError), before
         anything is stored; the CSV reader reports such rows one by one instead.
         """
+        import pandas as pd
+
         missing = [c for c in ("user_id", "item_id", "type", "ts") if c not in frame.columns]
         if missing:
             raise InvalidInput(f"events table lacks column(s) {', '.join(missing)}")
@@ -159,7 +168,7 @@ class EventStore:
         if len(invalid):
             raise InvalidInput(f"{len(invalid)} invalid event(s), nothing stored; the first, row {invalid[0]}: "
                              f"{problems.iat[invalid[0]]}")
-        rows.insert(3, "ts_us", _micros(rows.pop("ts")))
+        rows.insert(3, "ts_us", _micros(rows.pop("ts")).to_numpy(np.int64))
         rows["seq"] = rows.groupby(["user_id", "item_id", "type", "ts_us"], sort=False).cumcount()
         session = frame["session_id"] if "session_id" in frame else pd.Series("", index=rows.index)
         rows["session_id"] = session.fillna("").astype(str)
@@ -183,6 +192,8 @@ class EventStore:
         ``after_pk`` keeps only events stored after that pk (see :meth:`max_pk`): how a saved
         model catches up on what happened since its training.
         """
+        import pandas as pd
+
         row = EventRow.__table__.c
         query = select(row.pk, row.user_id, row.item_id, row.type, row.ts_us, row.price,
                        row.value, row.session_id)
@@ -236,42 +247,63 @@ class EventStore:
         return insert(table).on_conflict_do_nothing(index_elements=list(_KEY)).returning(table.c.pk)
 
 
+def event_rules(known_types: Collection[str]) -> dict[str, Rule]:
+    """The rules of every entry point (add, import_frame and the CSV reader), field by field,
+    in the order a row's first problem is reported.
+
+    Ids follow :func:`stylesense.inputs.id_problem` (kept exactly as given); the type is one of
+    ``known_types``; the time (a UTC datetime) is within EARLIEST .. now + FUTURE_SLACK; a price
+    is finite and >= 0, a value finite. One value at a time, so that recording a live event
+    needs no pandas; :func:`event_problems` runs them over a table.
+    """
+    known = sorted(known_types)
+    latest = datetime.now(timezone.utc) + FUTURE_SLACK
+
+    def event_type(name: object) -> str | None:
+        return None if name in known_types else f"unknown event type {name!r} (known: {', '.join(known)})"
+
+    def time(ts: datetime | None) -> str | None:
+        if ts is None:
+            return "no time (missing, or beyond the dates a timestamp holds)"
+        if not EARLIEST <= ts <= latest:
+            return f"time {ts} is outside {EARLIEST:%Y-%m-%d} .. now + {FUTURE_SLACK.days} day"
+        return None
+
+    def number(name: str, at_least_zero: bool) -> Rule:
+        rule = "a finite number >= 0" if at_least_zero else "a finite number"
+
+        def check(x: float | None) -> str | None:
+            if x is None:
+                return None
+            x = float(x)
+            return None if math.isfinite(x) and (x >= 0 or not at_least_zero) else f"{name} must be {rule}, got {x}"
+
+        return check
+
+    return {"user_id": lambda v: id_problem(v, "user id"), "item_id": lambda v: id_problem(v, "item id"),
+            "type": event_type, "ts": time, "price": number("price", True), "value": number("value", False)}
+
+
 def event_problems(events: pd.DataFrame, known_types: Collection[str]) -> pd.Series:
-    """Why each event cannot be stored, "" where it can: the rules of every entry point (add,
-    import_frame, and the CSV reader, which reports the failing rows and imports the rest).
+    """Why each event of a table cannot be stored, "" where it can: :func:`event_rules` over
+    every row, for import_frame and the CSV reader (which reports the failing rows and imports
+    the rest).
 
     ``events`` has user_id, item_id and type (text), ts (UTC datetimes, NaT where missing) and
-    optionally price and value (NaN where none). Ids follow :func:`stylesense.inputs.id_problem`
-    (kept exactly as given); the type is known; the time is within EARLIEST .. now +
-    FUTURE_SLACK; a price is finite and >= 0, a value finite. A row's first problem is given.
+    optionally price and value (NaN where none). Each rule runs once per distinct value of its
+    column, not per row: ids, types, days and prices repeat all through a log.
     """
-    problems = pd.Series("", index=events.index, dtype=object)
+    import pandas as pd
 
-    def flag(failed: pd.Series, reason: Callable[[Hashable], str]) -> None:
-        fresh = failed.to_numpy(bool) & (problems.to_numpy() == "")
-        for label in events.index[fresh]:
-            problems[label] = reason(label)
-
-    for column, what in (("user_id", "user id"), ("item_id", "item id")):
-        ids = events[column]
-        found = {value: id_problem(value, what) for value in ids.unique()}  # ids repeat: check each once
-        reasons = ids.map(found)
-        flag(reasons.notna(), lambda label: reasons[label])
-    known = sorted(known_types)
-    flag(~events["type"].isin(known),
-         lambda label: f"unknown event type {events.at[label, 'type']!r} (known: {', '.join(known)})")
-    ts = events["ts"]
-    latest = pd.Timestamp.now(tz="UTC") + FUTURE_SLACK
-    flag(ts.isna(), lambda label: "no time (missing, or beyond the dates a timestamp holds)")
-    flag((ts < EARLIEST) | (ts > latest),
-         lambda label: f"time {ts[label]} is outside {EARLIEST:%Y-%m-%d} .. now + {FUTURE_SLACK.days} day")
-    for name, at_least_zero in (("price", True), ("value", False)):
-        if name in events:
-            x = pd.to_numeric(events[name]).astype(float)
-            ok = np.isfinite(x) & ((x >= 0) if at_least_zero else True)
-            rule = "a finite number >= 0" if at_least_zero else "a finite number"
-            flag(x.notna() & ~ok, lambda label: f"{name} must be {rule}, got {x[label]}")
-    return problems
+    problems = np.full(len(events), "", dtype=object)
+    for column, rule in event_rules(known_types).items():
+        if column in ("price", "value") and column not in events:
+            continue  # optional columns
+        codes, distinct = pd.factorize(events[column])
+        # A missing cell's code is -1, which picks the last reason: the rule's answer for None.
+        reasons = np.array([rule(v) or "" for v in [*distinct, None]], dtype=object)
+        problems = np.where(problems == "", reasons[codes], problems)
+    return pd.Series(problems, index=events.index, dtype=object)
 
 
 def _text(values: pd.Series) -> pd.Series:
@@ -282,14 +314,25 @@ def _text(values: pd.Series) -> pd.Series:
 def _utc(ts: pd.Series) -> pd.Series:
     """UTC datetimes from datetimes (naive = UTC) or epoch seconds; NaT where missing or beyond
     what a timestamp holds (event_problems reports those)."""
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(ts):
         return pd.to_datetime(ts, unit="s", utc=True, errors="coerce")
     return pd.to_datetime(ts, utc=True)
 
 
-def _micros(ts: pd.Series) -> np.ndarray:
-    """int64 microseconds since the epoch of UTC datetimes (none missing).
+def _as_utc(ts: datetime) -> datetime:
+    """``ts`` in UTC; a naive time is taken as UTC already (``astimezone`` would read it as local)."""
+    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
 
-    Through a Timedelta, not astype(int64): pandas 3 stores datetimes in s, ms, us or ns.
+
+@overload
+def _micros(ts: datetime) -> int: ...
+@overload
+def _micros(ts: pd.Series) -> pd.Series: ...
+def _micros(ts: datetime | pd.Series) -> int | pd.Series:
+    """Microseconds since the epoch of a UTC datetime, or of a Series of them (none missing).
+
+    Through a timedelta, not astype(int64): pandas 3 stores datetimes in s, ms, us or ns.
     """
-    return ((ts - _EPOCH) // pd.Timedelta(microseconds=1)).to_numpy(np.int64)
+    return (ts - _EPOCH) // _MICROSECOND

@@ -1,0 +1,1 @@
+"""The HTTP surface; the app only calls the library."""
