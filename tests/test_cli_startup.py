@@ -46,13 +46,22 @@ def test_help_imports_no_heavy_library():
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    """A home with events and a trained EASE model, built in this process."""
+    """A home with a catalogue (random feature vectors: no photos, no CNN), its index, events
+    and a trained EASE model, built in this process."""
+    import numpy as np
+
+    from stylesense.catalog.store import Upsert
     from stylesense.engine import StyleSense
 
     root = tmp_path_factory.mktemp("startup") / "home"
     log = root.parent / "log.csv"
-    block_events(n_users=40, n_items=30, n_blocks=2, per_user=5).to_csv(log, index=False)
+    events = block_events(n_users=40, n_items=30, n_blocks=2, per_user=5)
+    events.to_csv(log, index=False)
     ss = StyleSense(root)
+    feats = np.random.default_rng(0).standard_normal((events["item_id"].nunique(), 16)).astype(np.float32)
+    ss.store.upsert([Upsert(item_id=item, attrs={"price": 10}, image_path=None, image_hash=f"h{i}", features=feats[i])
+                     for i, item in enumerate(sorted(events["item_id"].unique()))])
+    ss.sync_index()
     ss.behaviour.import_events(log, user_column="user_id", item_column="item_id", time_column="ts", type_column="type")
     ss.behaviour.train("ease")
     return root
@@ -63,6 +72,14 @@ def test_events_add_and_catalog_list_import_no_heavy_library(home):
     assert not modules & set(HEAVY)
     assert "scipy" not in modules, "recording an event fits no model"
     assert not loaded_by("--home", str(home), "catalog", "list") & set(HEAVY)
+
+
+def test_events_add_and_catalog_hide_load_neither_pandas_nor_pil(home):
+    """What a shop runs per request: recording one event validates it field by field, and
+    hiding a product updates the index; neither reads a table or a photo."""
+    for command in (("events", "add", "--user", "walk-in", "--item", "b0_i2", "--price", "5"),
+                    ("catalog", "hide", "b1_i3")):
+        assert not loaded_by("--home", str(home), *command) & {"pandas", "PIL"}, command
 
 
 def test_recommend_with_a_light_model_imports_no_heavy_library(home):

@@ -604,5 +604,24 @@ def keys_revoke(ref: Annotated[str, typer.Argument(metavar="ID_OR_NAME", help="T
     out.print(f"revoked {info.role} key {info.key_id}" + (f" ({escape(info.name)})" if info.name else ""), highlight=False)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; loopback unless you say otherwise.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (they share the home).")] = 1,
+    public_reads: Annotated[bool, typer.Option("--public-reads", help="Serve reads without an API key (writes always need one).")] = False,
+    cors_origin: Annotated[Optional[list[str]], typer.Option(help="Allow browser calls from this origin; repeat for more (default: CORS off).")] = None,
+) -> None:
+    """Run the REST API (OpenAPI at /openapi.json, docs at /docs)."""
+    from stylesense.serving.app import Settings
+    from stylesense.serving.server import serve as run_server
+
+    root = _open().home.root  # a damaged or foreign home fails here, with its message, not in each worker
+    settings = Settings(public_reads=public_reads, cors_origins=tuple(cors_origin or ()),
+                        threads=_state.get("threads"))  # type: ignore[arg-type]
+    err.print(f"serving {root} on http://{host}:{port} ({workers} worker(s))")
+    run_server(_state.get("home"), settings, host=host, port=port, workers=workers)  # type: ignore[arg-type]
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

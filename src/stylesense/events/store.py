@@ -257,7 +257,9 @@ def event_rules(known_types: Collection[str]) -> dict[str, Rule]:
     needs no pandas; :func:`event_problems` runs them over a table.
     """
     known = sorted(known_types)
-    latest = datetime.now(timezone.utc) + FUTURE_SLACK
+    # Compared in microseconds: a pandas time past the year 9999 (milliseconds read as seconds)
+    # cannot be compared with a datetime, but subtracts from one.
+    earliest, latest = _micros(EARLIEST), _micros(datetime.now(timezone.utc) + FUTURE_SLACK)
 
     def event_type(name: object) -> str | None:
         return None if name in known_types else f"unknown event type {name!r} (known: {', '.join(known)})"
@@ -265,7 +267,7 @@ def event_rules(known_types: Collection[str]) -> dict[str, Rule]:
     def time(ts: datetime | None) -> str | None:
         if ts is None:
             return "no time (missing, or beyond the dates a timestamp holds)"
-        if not EARLIEST <= ts <= latest:
+        if not earliest <= _micros(ts) <= latest:
             return f"time {ts} is outside {EARLIEST:%Y-%m-%d} .. now + {FUTURE_SLACK.days} day"
         return None
 

@@ -1,0 +1,233 @@
+"""The REST API: a FastAPI app that only calls the library.
+
+``create_app(home)`` opens one :class:`~stylesense.engine.StyleSense` for the app's lifetime and
+shares it between the request threads (the library is built for that: see
+:mod:`stylesense.concurrency`). The app maps the library's errors once, to RFC 9457 problem
+responses; checks API keys (``X-API-Key``) and their rate limits; caps request bodies; and
+counts requests for Prometheus in a registry of its own (no process-wide state, so several
+apps can live in one process, as the tests do). Routes live in :mod:`.catalog_routes` and
+:mod:`.behaviour_routes` (``/v1``, see :mod:`.native`) and :mod:`.gorse` (``/api``,
+Gorse-compatible).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stylesense.engine import StyleSense
+from stylesense.errors import Conflict, Damaged, InvalidInput, NotFound, NotReady, StyleSenseError
+from stylesense.serving.keys import KeyInfo, KeyStore, RateLimiter
+
+log = logging.getLogger("stylesense.serving")
+
+PROBLEM = "application/problem+json"
+# Library error -> HTTP status (see stylesense.errors).
+STATUS: dict[type[StyleSenseError], int] = {
+    InvalidInput: 422, NotFound: 404, NotReady: 409, Conflict: 409, Damaged: 500,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What an operator chooses when starting the server (``stylesense serve`` options)."""
+
+    public_reads: bool = False  # reads without a key; writes always need one
+    cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are named
+    max_body_bytes: int = 2 << 20  # JSON bodies (a batch of 1,000 events is ~150 KB)
+    max_upload_bytes: int = 16 << 20  # multipart bodies: a photo
+    max_batch: int = 1000  # events per POST /v1/events
+    threads: int | None = None  # CPU threads for the CNN and index
+
+
+@dataclass
+class Server:
+    """Everything the routes share: the home, the key store, the rate limiter."""
+
+    ss: StyleSense
+    settings: Settings
+    keys: KeyStore
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+
+
+def problem(status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem response: ``title`` the kind of problem, ``detail`` this one."""
+    from http import HTTPStatus
+
+    body = {"type": "about:blank", "title": title or HTTPStatus(status).phrase, "status": status,
+            "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def server_of(request: Request) -> Server:
+    return request.app.state.server
+
+
+def require(role: str) -> Callable[..., KeyInfo | None]:
+    """A dependency that lets a request through when its ``X-API-Key`` may do ``role``: 401
+    without a valid key (reads may be public), 403 for a key of a lesser role, 429 with
+    ``Retry-After`` past the key's rate."""
+
+    def check(request: Request, x_api_key: str | None = Header(None, description="API key")) -> KeyInfo | None:
+        server = server_of(request)
+        if x_api_key is None:
+            if role == "read" and server.settings.public_reads:
+                return None
+            raise HTTPException(401, "an API key is needed: send it in the X-API-Key header",
+                                headers={"WWW-Authenticate": "X-API-Key"})
+        info = server.keys.authenticate(x_api_key)
+        if info is None:
+            raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "X-API-Key"})
+        if not info.allows(role):
+            raise HTTPException(403, f"this key's role ({info.role}) may not {role}")
+        wait = server.limiter.check(info.key_id, info.rate)
+        if wait is not None:
+            raise HTTPException(429, f"rate limit of {info.rate:g} requests/s exceeded",
+                                headers={"Retry-After": str(max(1, round(wait + 0.5)))})
+        return info
+
+    return check
+
+
+READ = Depends(require("read"))
+WRITE = Depends(require("write"))
+
+
+class BodyLimit:
+    """Refuse bodies over the limit with 413, counting what arrives (a client may send no
+    Content-Length, or a false one), before a route reads any of it into memory."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        multipart = headers.get(b"content-type", b"").startswith(b"multipart/")
+        limit = self.settings.max_upload_bytes if multipart else self.settings.max_body_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _send_problem(send, 413, f"request body over the {limit}-byte limit")
+            return
+        seen, refused = 0, False
+
+        async def counted() -> Message:
+            # Past the limit: answer 413 at once and tell the app the client left, so it
+            # stops reading; whatever it still tries to send is dropped.
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    refused = True
+                    await _send_problem(send, 413, f"request body over the {limit}-byte limit")
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not refused:
+                raise
+
+
+async def _send_problem(send: Send, status: int, detail: str) -> None:
+    response = problem(status, detail)
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def create_app(home: str | Path | None = None, settings: Settings | None = None) -> FastAPI:
+    """The app over ``home`` (default: $STYLESENSE_HOME, else ./stylesense-home)."""
+    from stylesense.serving import behaviour_routes, catalog_routes, gorse, native
+    from stylesense.serving.metrics import Metrics
+
+    settings = settings or Settings()
+    ss = StyleSense(home, threads=settings.threads)
+    app = FastAPI(
+        title="stylesense",
+        summary="Visual search and recommendations for fashion catalogues.",
+        version="0.1.0",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+    )
+    app.state.server = Server(ss, settings, KeyStore(ss.store.engine))
+    metrics = Metrics()
+    app.state.metrics = metrics
+
+    @app.exception_handler(StyleSenseError)
+    async def library_error(_: Request, exc: StyleSenseError) -> JSONResponse:
+        status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
+        if status == 500:
+            log.error("%s", exc)
+        return problem(status, str(exc), title=type(exc).__name__)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
+        return problem(422, f"invalid request: {where}", errors=errors)
+
+    @app.exception_handler(Exception)
+    async def bug(_: Request, exc: Exception) -> JSONResponse:  # never a traceback in a response
+        log.exception("unhandled error")
+        return problem(500, "internal error; the server log has the details")
+
+    @app.middleware("http")
+    async def count(request: Request, call_next: Callable) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
+                        time.perf_counter() - start)
+        return response
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["ops"], responses={503: {"description": "not ready"}})
+    def ready(request: Request) -> Response:
+        """Database reachable, index and default model loaded: ready for traffic."""
+        checks = native.readiness(server_of(request).ss)
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    def prometheus() -> Response:
+        """Requests, latency histograms and errors per route (this worker's)."""
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    for routes in (catalog_routes, behaviour_routes, gorse):  # each router carries its prefix
+        app.include_router(routes.router)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(BodyLimit, settings=settings)
+    return app

@@ -1,0 +1,38 @@
+"""``stylesense serve``: uvicorn running the app, in one process or several workers.
+
+Workers are separate processes that uvicorn starts by importing :func:`app_from_env`, so the
+home and the settings travel in environment variables. Every worker opens the home itself;
+they agree through the home's files and database (see :mod:`stylesense.concurrency`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from stylesense.serving.app import Settings, create_app
+
+_HOME, _SETTINGS = "STYLESENSE_HOME", "STYLESENSE_SERVE_SETTINGS"
+
+
+def app_from_env() -> FastAPI:
+    """The app a worker serves: home and settings from the environment ``serve`` set."""
+    raw = json.loads(os.environ.get(_SETTINGS, "{}"))
+    raw["cors_origins"] = tuple(raw.get("cors_origins", ()))
+    return create_app(os.environ.get(_HOME), Settings(**raw))
+
+
+def serve(home: Path | None, settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          log_level: str = "info") -> None:
+    """Run until interrupted. Binds loopback unless ``host`` says otherwise."""
+    import uvicorn
+
+    if home is not None:
+        os.environ[_HOME] = str(Path(home).resolve())
+    os.environ[_SETTINGS] = json.dumps(asdict(settings))
+    uvicorn.run("stylesense.serving.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, access_log=False)
