@@ -97,8 +97,34 @@ def test_health_ready_and_metrics(home, tmp_path):
     c.get("/v1/users/u1/recommendations")
     c.get("/v1/users/u1/recommendations", params={"model": "als"})
     text = c.get("/metrics").text
-    assert 'stylesense_requests_total{method="GET",route="/v1/users/{user_id}/recommendations",status="200"} 1.0' in text
+    assert 'stylesense_requests_total{method="GET",route="/v1/users/{user_id:path}/recommendations",status="200"} 1.0' in text
     assert 'status="409"' in text and "stylesense_request_seconds_bucket" in text
     empty = client(StyleSense(tmp_path / "empty"))
     r = empty.get("/ready")
     assert r.status_code == 503 and r.json()["checks"]["index"].startswith("no index yet")
+
+
+def test_a_client_that_leaves_mid_body_is_not_a_server_error(home):
+    """A timeout or a load generator stopping closes the connection half-way through a body:
+    the app answers 400 (to nobody) and counts no 5xx, instead of logging an unhandled error."""
+    import asyncio
+
+    write, _ = KeyStore(home.store.engine).create("write")
+    app = client(home).app
+    arrivals = iter([{"type": "http.request", "body": b'{"half', "more_body": True}, {"type": "http.disconnect"}])
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return next(arrivals)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/probe-write", "raw_path": b"/probe-write", "root_path": "",
+             "query_string": b"", "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80),
+             "headers": [(b"x-api-key", write.encode()), (b"content-type", b"application/json"),
+                         (b"content-length", b"100")]}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+    assert 'status="500"' not in TestClient(app).get("/metrics").text

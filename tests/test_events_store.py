@@ -211,3 +211,24 @@ def test_frame_feeds_interactions(store):
     data = Interactions.from_frame(store.frame())
     assert data.n_events == 3
     assert data.matrix[data.user_index["u1"], data.item_index["a"]] == 16.0  # two purchases
+
+
+def test_events_reads_pages_and_delete_removes_by_user_item_and_type(store):
+    for i, (user, item, kind) in enumerate([("u1", "a", "view"), ("u1", "a", "like"), ("u1", "b", "view"),
+                                            ("u2", "a", "view")]):
+        store.add(user, item, type=kind, ts=T0 + timedelta(seconds=i), value=float(i))
+    every = store.events()
+    assert [(e.user_id, e.item_id, e.type) for e in every] == [
+        ("u1", "a", "view"), ("u1", "a", "like"), ("u1", "b", "view"), ("u2", "a", "view")]
+    assert every[1].ts == T0 + timedelta(seconds=1) and every[1].value == 1.0 and every[1].price is None
+    first = store.events(limit=2)
+    assert [e.pk for e in first + store.events(after_pk=first[-1].pk, limit=2)] == [e.pk for e in every]
+    assert [e.user_id for e in store.events(item_id="a", types=["view"])] == ["u1", "u2"]
+    with pytest.raises(ValueError, match="limit"):
+        store.events(limit=0)
+
+    assert store.delete("u1", "a", types=["like"]) == 1
+    assert store.delete("u1", "a", types=["like"]) == 0  # nothing left to delete
+    assert store.delete("u1") == 2 and [e.user_id for e in store.events()] == ["u2"]
+    with pytest.raises(ValueError, match="whitespace"):
+        store.delete(" u2")

@@ -36,3 +36,11 @@ def test_a_price_bound_must_be_a_finite_number(bounds):
     # NaN compares false with every price: it would quietly filter nothing, not be an error
     with pytest.raises(FilterError, match="must be a finite number"):
         Filters.parse([], **bounds)
+
+
+def test_a_list_column_matches_when_any_element_does():
+    # Gorse items carry a list of categories: "in category Shoes" is membership
+    f = Filters.parse(["categories=shoes"])
+    assert f.matches({"categories": ["Sale", "Shoes"]}) and f.matches({"categories": "Shoes"})
+    assert not f.matches({"categories": ["Sale"]}) and not f.matches({"categories": []})
+    assert not f.matches({})

@@ -19,7 +19,8 @@ from recsys_fixtures import (
     sampled_search_space,
 )
 from stylesense.recommenders import make_recommender
-from stylesense.recommenders.blend import Blend, FitCache, _standardise
+from stylesense.recommenders.base import standardise
+from stylesense.recommenders.blend import Blend, FitCache
 from stylesense.recommenders.ease import EASE
 from stylesense.recommenders.itemknn import ItemKNN
 
@@ -35,14 +36,14 @@ def split():
 def test_standardise_removes_each_rows_scale_and_offset():
     rng = np.random.default_rng(0)
     s = rng.normal(size=(3, 50)).astype(np.float32)
-    z = _standardise(s)
+    z = standardise(s)
     np.testing.assert_allclose(z.mean(1), 0, atol=1e-5)
     np.testing.assert_allclose(z.std(1), 1, atol=1e-4)
-    np.testing.assert_allclose(_standardise(7 * s + np.array([[1], [-3], [100]], np.float32)), z, atol=1e-4)
-    flat = _standardise(np.ones((1, 5), np.float32))
+    np.testing.assert_allclose(standardise(7 * s + np.array([[1], [-3], [100]], np.float32)), z, atol=1e-4)
+    flat = standardise(np.ones((1, 5), np.float32))
     assert np.array_equal(flat, np.zeros((1, 5), np.float32))  # no spread: no opinion
     s[0, :3] = -np.inf  # unscorable items count as the row's lowest score
-    z = _standardise(s)
+    z = standardise(s)
     assert np.isfinite(z).all() and z[0, :3].max() <= z[0].min() + 1e-6
 
 

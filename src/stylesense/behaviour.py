@@ -13,6 +13,7 @@ import difflib
 import io
 import threading
 from collections.abc import Collection, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,8 @@ from stylesense.atomic import DamagedFile, atomic_write
 from stylesense.catalog.filters import Filters
 from stylesense.concurrency import ReadWriteLock, Stamp, file_stamp
 from stylesense.errors import InvalidInput, NotReady
-from stylesense.events import EventStore
+from stylesense.events import EventStore, ImportCounts, NewEvent
+from stylesense.events.store import event_rules
 from stylesense.home import Config, damaged
 from stylesense.inputs import check_id
 from stylesense.recommenders import MODELS, load_recommender, make_recommender
@@ -35,6 +37,8 @@ if TYPE_CHECKING:  # the engine imports this module; the recommender types bring
 
     from stylesense.engine import StyleSense
     from stylesense.events import EventImportReport
+    from stylesense.events.popularity import EventPopularity
+    from stylesense.jobs import Job, JobRunner
     from stylesense.recommenders import Recommendation, Recommender
     from stylesense.evaluation.recommenders import EvaluationResult
     from stylesense.evaluation.tuning import TuneResult
@@ -43,6 +47,9 @@ if TYPE_CHECKING:  # the engine imports this module; the recommender types bring
 # `stylesense evaluate recommenders` on the shared data (docs/recommenders.md): repurchase is
 # common in H&M purchases, rare in MovieLens ratings.
 PRESET_EXCLUDE_SEEN = {"hm": False, "movielens": True}
+NO_EVENTS = "no events yet: run `stylesense events import` or `stylesense events add` first"
+MAX_SESSION_EVENTS = 1000  # a session's events scored at once (the latest matter: models read 10-50)
+PHOTO_POOL = 200  # visually closest products a session's photo is scored against
 
 
 class Behaviour:
@@ -122,6 +129,11 @@ class Behaviour:
         stored, e.g. a retry); the next ``recommend`` for the user reflects it."""
         return self.events.add(user, item, type, **fields)
 
+    def add_events(self, events: Sequence[NewEvent]) -> ImportCounts:
+        """Record a batch of live events in one transaction, all or none (see
+        EventStore.add_many: idempotent by event id, refused whole with each bad event named)."""
+        return self.events.add_many(events)
+
     # -- models ------------------------------------------------------------------------
     def model_path(self, name: str) -> Path:
         return self.ss.home.recommenders_dir / f"{name}.npz"
@@ -176,17 +188,39 @@ class Behaviour:
     def _all_events(self) -> pd.DataFrame:
         events = self.events.frame()
         if events.empty:
-            raise NotReady("no events yet: run `stylesense events import` or `stylesense events add` first")
+            raise NotReady(NO_EVENTS)
         return events
+
+    def _untrained(self, name: str, params: Mapping[str, Any] | None) -> Recommender:
+        """The model ``train`` fits: its tuned parameters (those of its latest tuning, and a
+        blend's components' for the same protocol) overridden by ``params``, all checked."""
+        _check_model_name(name)
+        protocol = self._latest_protocol(name)
+        merged = _with_tuned(self.tuned_params(name, protocol) if protocol else {}, params or {})
+        return self._build(name, merged, protocol)
+
+    def start_training(self, jobs: "JobRunner", name: str, params: Mapping[str, Any] | None = None) -> "Job":
+        """``train`` as a background job of ``jobs``, refused before it starts (InvalidInput,
+        NotReady) for what ``train`` would refuse at once: an unknown model or parameter, no
+        events. Requests keep being answered by the served model until the job swaps the new
+        one in; the job's result is ``{"model", "fit_seconds", "events"}``."""
+        self._untrained(name, params)
+        if not self.events.max_pk():
+            raise NotReady(NO_EVENTS)
+        given = dict(params or {})
+
+        def work() -> dict[str, Any]:
+            model, seconds = self.train(name, given)
+            return {"model": name, "fit_seconds": round(seconds, 3), "events": int(model.data.n_events)}
+
+        return jobs.submit("train", work, {"model": name, "params": given})
 
     def train(self, name: str, params: Mapping[str, Any] | None = None) -> tuple[Recommender, float]:
         """Fit ``name`` on every event (tuned parameters, overridden by ``params``), save it in
         the home and make it the default for ``recommend``. Returns (model, fit seconds)."""
         from stylesense.recommenders import Interactions
 
-        protocol = self._latest_protocol(name)  # a blend's components: tuned for the same protocol
-        merged = _with_tuned(self.tuned_params(name, protocol) if protocol else {}, params or {})
-        model = self._build(name, merged, protocol)  # first: a typo in a parameter is the first thing to hear
+        model = self._untrained(name, params)  # first: a typo in a parameter is the first thing to hear
         events = self._all_events()
         data = Interactions.from_frame(events, self.weights, items=self._catalogue_ids())
         start = perf_counter()
@@ -207,6 +241,7 @@ class Behaviour:
         name = name or self.ss.config.recommender
         if name is None:
             raise NotReady("no model trained yet: run `stylesense train --model NAME` first")
+        _check_model_name(name)
         path = self.model_path(name)
         with self._loading:
             stamp = file_stamp(path)
@@ -241,15 +276,16 @@ class Behaviour:
         blocked = self.ss.store.blocked_ids()
         return ~_isin(ids, blocked) if blocked else None
 
-    def _masks(self, model: Recommender, filters: Filters | None) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(allowed, nameable) over the model's items: what may be recommended (the catalogue's
-        rule and the filters), and what a reason may name (the catalogue's rule alone). Items
-        without a catalogue row fail any active filter: nothing is known about them."""
-        nameable = self.recommendable(model.item_ids)
+    def _masks(self, item_ids: np.ndarray, filters: Filters | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(allowed, nameable) over ``item_ids`` (a model's, or the event log's): what may be
+        recommended (the catalogue's rule and the filters), and what a reason may name (the
+        catalogue's rule alone). Items without a catalogue row fail any active filter: nothing
+        is known about them."""
+        nameable = self.recommendable(item_ids)
         if filters is None or not filters.active:
             return nameable, nameable
         ok = {it.item_id for it in self.ss.matching_items(filters)}
-        passing = _isin(model.item_ids, ok)
+        passing = _isin(item_ids, ok)
         return (passing if nameable is None else passing & nameable), nameable
 
     def recommend(
@@ -267,9 +303,86 @@ class Behaviour:
             raise InvalidInput("k must be at least 1")
         m = self.model(model)
         seen = self.exclude_seen if exclude_seen is None else exclude_seen
-        allowed, nameable = self._masks(m, filters)
+        allowed, nameable = self._masks(m.item_ids, filters)
         with self._models_lock.reading():
             return m.recommend(user, k, exclude_seen=seen, allowed=allowed, nameable=nameable)
+
+    def recommend_session(
+        self,
+        events: Sequence[tuple[str, str]] = (),
+        k: int = 10,
+        *,
+        photo: bytes | None = None,
+        model: str | None = None,
+        exclude_seen: bool | None = None,
+        filters: Filters | None = None,
+    ) -> list[Recommendation]:
+        """Top-k for an anonymous shopper (no account; nothing is stored): ``events`` their
+        recent (item id, event type) pairs, oldest first, and/or ``photo`` an encoded photo.
+
+        Events are scored by a trained model (``model``, default: the served one) as a history
+        that belongs to nobody (Recommender.recommend_session); items it has never seen are
+        left out. A photo alone needs no model: the answer is the catalogue products that look
+        most like it (the index search: the visual cold start). With both, the model's scores
+        and the photo's similarities to its ``PHOTO_POOL`` closest products are standardised
+        and added, so a shopper who viewed dresses and photographs a red one gets red dresses.
+        Removed, hidden and out-of-stock products never appear; ``filters`` apply to all."""
+        from stylesense.recommenders.base import PHOTO_REASON, Recommendation
+
+        if not events and photo is None:
+            raise InvalidInput("a session needs its events, a photo, or both")
+        if len(events) > MAX_SESSION_EVENTS:
+            raise InvalidInput(f"a session holds at most {MAX_SESSION_EVENTS} events, got {len(events)}")
+        if k < 1:
+            raise InvalidInput("k must be at least 1")
+        rules = event_rules(self.weights)
+        for i, (item, kind) in enumerate(events):
+            if problem := rules["item_id"](item) or rules["type"](kind):
+                raise InvalidInput(f"event {i}: {problem}")
+        hits = [] if photo is None else self.ss.search(photo, k=max(k, PHOTO_POOL), filters=filters)
+        if not events:
+            ok = self.recommendable(np.array([h.item_id for h in hits], dtype=str))
+            return [Recommendation(h.item_id, h.score, PHOTO_REASON)
+                    for j, h in enumerate(hits) if ok is None or ok[j]][:k]
+        m = self.model(model)
+        allowed, nameable = self._masks(m.item_ids, filters)
+        similarity = None
+        if photo is not None:
+            import pandas as pd
+
+            similarity = np.full(len(m.item_ids), -np.inf, dtype=np.float32)
+            at = pd.Index(m.item_ids).get_indexer([h.item_id for h in hits])
+            similarity[at[at >= 0]] = np.array([h.score for h in hits], dtype=np.float32)[at >= 0]
+        seen = self.exclude_seen if exclude_seen is None else exclude_seen
+        with self._models_lock.reading():
+            return m.recommend_session([i for i, _ in events], [t for _, t in events], k, exclude_seen=seen,
+                                       allowed=allowed, nameable=nameable, photo=similarity)
+
+    # -- from the event log alone ----------------------------------------------------------
+    @cached_property
+    def _popularity(self) -> EventPopularity:
+        """The log's counts (made on first use: `events add` never loads pandas; two threads
+        racing here make two, of which one is kept)."""
+        from stylesense.events.popularity import EventPopularity
+
+        return EventPopularity()
+
+    def popular(self, k: int = 10, *, filters: Filters | None = None) -> list[Recommendation]:
+        """The items most shoppers interacted with, straight from the event log (no trained
+        model needed; the popular model's ranking), under the catalogue's rules and ``filters``.
+        Kept up to date with each new event without a recount (see events.popularity)."""
+        return self._from_log("popular", k, filters)
+
+    def trending(self, k: int = 10, *, filters: Filters | None = None) -> list[Recommendation]:
+        """The items hot now: events weighted and decayed with a half-life of a week, straight
+        from the event log (the trending model's ranking at its default), as :meth:`popular`."""
+        return self._from_log("trending", k, filters)
+
+    def _from_log(self, kind: str, k: int, filters: Filters | None) -> list[Recommendation]:
+        if k < 1:
+            raise InvalidInput("k must be at least 1")
+        counts = self._popularity.counts(self.events, self.weights)
+        return counts.top(kind, k, self._masks(counts.item_ids, filters)[0], self._popularity.half_life_days)
 
     def similar(
         self, item: str, k: int = 10, *, model: str | None = None, filters: Filters | None = None
@@ -279,7 +392,7 @@ class Behaviour:
         if k < 1:
             raise InvalidInput("k must be at least 1")
         m = self.model(model)
-        allowed = self._masks(m, filters)[0]
+        allowed = self._masks(m.item_ids, filters)[0]
         with self._models_lock.reading():
             return m.similar_items(item, k, allowed=allowed)
 
@@ -313,8 +426,7 @@ class Behaviour:
     ) -> dict[str, Any]:
         specs = {n: (n, {}) for n in names} | dict(variants or {})
         for name, _ in specs.values():
-            if name not in MODELS:
-                raise InvalidInput(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+            _check_model_name(name)
         return {
             label: (lambda n=n, over=over: self._build(
                 n, _with_tuned(self.tuned_params(n, protocol) if tuned else {}, over), protocol, tuned
@@ -372,6 +484,13 @@ class Behaviour:
         )
         result.to_json(self.tuned_path(name, protocol))
         return result
+
+
+def _check_model_name(name: str) -> None:
+    """InvalidInput unless ``name`` is a registered model: a name reaches file names (the
+    model's, its tunings'), so anything else is refused before it is used in one."""
+    if name not in MODELS:
+        raise InvalidInput(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
 
 
 def _with_tuned(tuned: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:

@@ -215,13 +215,15 @@ def search(
     where: Annotated[Optional[list[str]], typer.Option(help="COL=VALUE metadata filter; repeat for more.")] = None,
     min_price: Annotated[Optional[float], typer.Option()] = None,
     max_price: Annotated[Optional[float], typer.Option()] = None,
+    in_stock: Annotated[bool, typer.Option("--in-stock", help="Only items the stock column says are in stock.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Visually similar products for a photo or an item, with optional filters."""
     if (image is None) == (item is None):
         _fail("give a query IMAGE_PATH or --item ID (one of them)")
     ss = _open()
-    filters = Filters.parse(where or [], min_price, max_price, ss.config.price_column)
+    filters = Filters.parse(where or [], min_price, max_price, ss.config.price_column,
+                            in_stock=in_stock, stock_column=ss.config.stock_column)
     hits = ss.search(image, item=item, k=k, filters=filters)
     _print_hits(hits, as_json)
 

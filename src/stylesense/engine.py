@@ -7,7 +7,11 @@ plain L2 normalisation) -> index -> search.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
+import hashlib
+import math
 import shutil
 import string
 import time
@@ -19,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stylesense.atomic import DamagedFile
+from stylesense.atomic import DamagedFile, atomic_write
 from stylesense.catalog.csvtable import BadRow, CsvError, column_types, read_table, typed
 from stylesense.catalog.filters import Filters
 from stylesense.catalog.store import CatalogStore, Item, Upsert
 from stylesense.concurrency import ReadWriteLock, Stamp, file_stamp
 from stylesense.errors import Conflict, Damaged, InvalidInput, NotFound, NotReady
 from stylesense.home import LEGACY_RECIPE, REPAIR, Config, Home, damaged
-from stylesense.inputs import check_id
+from stylesense.inputs import check_id, id_problem, read_capped, text_problem
 from stylesense.index import load_index, make_index
 from stylesense.vision.adapter import Adapter, normalize
 
@@ -39,6 +43,11 @@ ADAPTER_NAME = "adapter.npz"
 EMBED_CHUNK = 256
 """Photos embedded between database commits during an import: a crash loses at most this many
 (~3 s of CPU at 80 photos/s), and one commit (~1.3 MB of features) costs little next to them."""
+
+MAX_PAGE = 500  # items per page of ``item_page``
+PHOTOS_DIR = "photos"  # uploaded photos, in the home, by content hash
+THUMBNAILS_DIR = "thumbnails"  # thumbnails made by ``photo``, by the photo's content hash and size
+THUMBNAIL_SIZES = (16, 1024)  # smallest and largest thumbnail side, px
 
 # Settings `configure` may change on a filled home, and their types.
 SETTINGS: dict[str, type] = {"catalogue_only": bool, "exclude_seen": bool, "stock_column": str, "price_column": str}
@@ -79,6 +88,37 @@ class ImportReport:
         counts = {k: getattr(self, k) for k in ("rows", "added", "updated", "unchanged", "embedded")}
         return {**counts, "ok": self.ok, "bad": [b.to_dict() for b in self.bad],
                 "warnings": [w.to_dict() for w in self.warnings]}
+
+
+@dataclass(frozen=True)
+class ItemWrite:
+    """What ``put_item`` did: the item now, whether it is new, whether its photo was embedded
+    (False: no photo given, or the one it had)."""
+
+    item: Item
+    created: bool
+    embedded: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.item.to_dict(), "created": self.created, "embedded": self.embedded}
+
+
+@dataclass(frozen=True)
+class ItemPage:
+    """One page of the catalogue; ``next_cursor`` asks for the next one (None: this is the last)."""
+
+    items: list[Item]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Photo:
+    """An item's photo, or a thumbnail of it: the bytes, their media type (sniffed from the
+    bytes) and a tag that changes exactly when they do (an HTTP ETag)."""
+
+    data: bytes
+    media_type: str
+    etag: str
 
 
 class StyleSense:
@@ -338,6 +378,138 @@ class StyleSense:
     def items(self, item_ids: Sequence[str] | None = None) -> list[Item]:
         return self.store.items(item_ids)
 
+    def item(self, item_id: str) -> Item:
+        """One live item (hidden ones too: the back office still sees them)."""
+        found = self.store.items([check_id(item_id, "item id")])
+        if not found:
+            raise NotFound(f"no item {item_id!r} in the catalogue")
+        return found[0]
+
+    def item_page(self, cursor: str | None = None, n: int = 100, filters: Filters | None = None) -> ItemPage:
+        """Up to ``n`` live items after ``cursor`` (None: from the start), in the catalogue's
+        order, with the cursor of the next page (None after the last). The catalogue is read
+        one page at a time by primary key, never whole, so paging stays cheap however large it
+        is and however it changes in between (an item added later comes on a later page).
+
+        With filters, pages are scanned until ``n`` items match; a filter on a column no item
+        has is an error, as in search, once a scan from the start has seen every item."""
+        if not 1 <= n <= MAX_PAGE:
+            raise InvalidInput(f"n must be between 1 and {MAX_PAGE}, got {n}")
+        after = _read_cursor(cursor)
+        active = filters is not None and filters.active
+        batch = max(n + 1, 1000) if active else n + 1
+        out: list[Item] = []
+        columns: set[str] = set()
+        last = after
+        while True:
+            rows = self.store.items_after(last, batch)
+            for it in rows:
+                columns.update(it.attrs)
+                if not active or filters.matches(it.attrs):  # type: ignore[union-attr]
+                    if len(out) == n:  # one more match: there is a next page
+                        return ItemPage(out, _cursor(out[-1].pk))
+                    out.append(it)
+            if len(rows) < batch:
+                break
+            last = rows[-1].pk
+        if active and after == 0:
+            filters.check_columns(columns)  # type: ignore[union-attr]
+        return ItemPage(out, None)
+
+    def put_item(self, item_id: str, attrs: Mapping[str, Any], photo: bytes | None = None) -> ItemWrite:
+        """Create or replace one item's metadata and, given ``photo`` (an encoded file's bytes),
+        its photo; searchable when this returns. The upload path of the catalogue, beside the
+        CSV import, with the same rules: the photo is decoded as every photo is (byte and pixel
+        caps, format sniffed from the bytes), stored under ``HOME/photos/`` by content hash so
+        the catalogue keeps a path as for an import, and embedded only when it changed.
+
+        Without a photo, an existing item keeps its own; a new one is listed but not found by
+        search until it has one. Hidden stays as it was (back-office state, as a re-import
+        keeps it); the stock column of ``attrs`` sets in-stock."""
+        check_id(item_id, "item id")
+        values = {k: v for k, v in _metadata(attrs, self.config.price_column).items() if v is not None}
+        features: np.ndarray | None = None
+        stored: tuple[str, str] | None = None  # (path, hash) of a new photo
+        if photo is not None:
+            digest = hashlib.sha256(photo).hexdigest()
+            before = self.store.hashes([item_id]).get(item_id)
+            if before is None or before[0] != digest:  # embedding waits for no lock
+                features, path = self._embed_upload(photo, digest)
+                stored = (str(path), digest)
+        with self.home.locked("items"):  # read-modify-write of one row: one writer at a time
+            old = self.store.hashes([item_id]).get(item_id)
+            path_hash = stored or ((old[2], old[0]) if old is not None else (None, None))
+            self.store.upsert([Upsert(item_id, values, path_hash[0], path_hash[1], features)])
+        self.sync_index()
+        return ItemWrite(self.item(item_id), created=old is None, embedded=features is not None)
+
+    def _embed_upload(self, photo: bytes, digest: str) -> tuple[np.ndarray, Path]:
+        """Raw features of an uploaded photo, and where its bytes are now kept (atomically,
+        named by ``digest``, so the same photo uploaded twice is one file)."""
+        from stylesense.vision.images import load_image, media_type
+
+        image = load_image(photo, draft=self.embedder.image_size)  # decoded as an import decodes
+        kind = media_type(photo)
+        assert kind is not None  # load_image accepted the bytes, so their format is known
+        features = self.embedder.embed_batch([image])[0]
+        path = self.home.root / PHOTOS_DIR / f"{digest}.{kind[1]}"
+        if not path.exists():
+            atomic_write(path, lambda f: f.write(photo))
+        return features, path
+
+    def patch_item(self, item_id: str, attrs: Mapping[str, Any] | None = None, *,
+                   hidden: bool | None = None) -> Item:
+        """Change some of an item's metadata and/or hide or show it; photo and features stay.
+        ``attrs`` is merged into the item's metadata (a JSON merge patch: a column set to None
+        is removed), so two clients changing different columns both keep their change."""
+        check_id(item_id, "item id")
+        changes = _metadata(attrs or {}, self.config.price_column)
+        with self.home.locked("items"):
+            old = self.store.hashes([item_id]).get(item_id)
+            if old is None:
+                raise NotFound(f"no item {item_id!r} in the catalogue")
+            if changes:
+                merged = {k: v for k, v in {**old[1], **changes}.items() if v is not None}
+                self.store.upsert([Upsert(item_id, merged, old[2], old[0], None)])
+        if hidden is not None:
+            self.set_hidden([item_id], hidden)
+        return self.item(item_id)
+
+    def photo(self, item_id: str, size: int | None = None) -> Photo:
+        """An item's photo as stored, or with ``size`` a JPEG whose longest side is at most
+        ``size`` px: made once per photo and size, then served from ``HOME/thumbnails/``
+        (named by the photo's content hash, so a changed photo gets new thumbnails)."""
+        from stylesense.vision.images import MAX_FILE_BYTES, ImageError, media_type, thumbnail_jpeg
+
+        if size is not None and not THUMBNAIL_SIZES[0] <= size <= THUMBNAIL_SIZES[1]:
+            raise InvalidInput(f"thumbnail size must be {THUMBNAIL_SIZES[0]}..{THUMBNAIL_SIZES[1]} px, got {size}")
+        item = self.item(item_id)
+        if item.image_path is None:
+            raise NotFound(f"item {item_id!r} has no photo")
+        unusable = NotFound(f"the photo of item {item_id!r} is missing or no longer an image; "
+                            "import or upload it again")  # the path stays on the server
+        try:
+            data = read_capped(item.image_path, MAX_FILE_BYTES)
+        except OSError:
+            raise unusable from None
+        digest = hashlib.sha256(data).hexdigest()
+        if size is None:
+            kind = media_type(data)
+            if kind is None:
+                raise unusable
+            return Photo(data, kind[0], digest)
+        path = self.home.root / THUMBNAILS_DIR / f"{digest}-{size}.jpg"
+        try:
+            return Photo(path.read_bytes(), "image/jpeg", f"{digest}-{size}")
+        except FileNotFoundError:
+            pass
+        try:
+            thumb = thumbnail_jpeg(data, size)
+        except ImageError:
+            raise unusable from None
+        atomic_write(path, lambda f: f.write(thumb))
+        return Photo(thumb, "image/jpeg", f"{digest}-{size}")
+
     def _write_bad_rows(self, csv_path: Path, bad: list[BadRow]) -> Path:
         self.home.reports_dir.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -587,6 +759,62 @@ def adapter_recipe(adapter: Adapter, embedder: str) -> dict[str, str]:
     """The raw-feature recipe (embedder, image fit, pooling) ``adapter`` was trained on;
     adapters from before it was recorded were trained on ``embedder``'s legacy features."""
     return {"embedder": embedder, **LEGACY_RECIPE, **adapter.info.get("features", {})}
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def _metadata(attrs: Any, price_column: str) -> dict[str, Any]:
+    """``attrs`` checked as an item's metadata: column names as ids are (and no ``=``, which
+    a ``COL=VALUE`` filter could not name); values text, numbers, true/false, a flat list of
+    those (e.g. categories) or None (no value); the price column a number. Raises InvalidInput
+    naming the first bad column."""
+    if not isinstance(attrs, Mapping):
+        raise InvalidInput(f"metadata must be an object of column -> value, got {type(attrs).__name__}")
+    out: dict[str, Any] = {}
+    for col, value in attrs.items():
+        problem = id_problem(col, "column name")
+        if problem is None and "=" in col:
+            problem = f"column name {col!r} contains '=' (a COL=VALUE filter could not name it)"
+        if problem is None:
+            problem = _value_problem(col, value, price_column)
+        if problem is not None:
+            raise InvalidInput(problem)
+        out[col] = list(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def _value_problem(col: str, value: Any, price_column: str) -> str | None:
+    """Why ``value`` cannot be column ``col``'s value, or None."""
+    if value is None:
+        return None
+    if col == price_column:  # price filters compare numbers: a text price would never match
+        if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and math.isfinite(value):
+            return None
+        return f"column {col!r} is the price column: its value must be a finite number, got {value!r}"
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not all(isinstance(v, _SCALARS) and not (isinstance(v, float) and not math.isfinite(v)) for v in values):
+        return (f"column {col!r}: {value!r} is not a value the catalogue holds (text, a finite number, "
+                "true/false, or a flat list of those)")
+    return next((p for v in values if isinstance(v, str) and (p := text_problem(v, f"column {col!r}'s value"))), None)
+
+
+def _cursor(pk: int) -> str:
+    """An opaque page cursor: clients pass it back, they do not build it."""
+    return base64.urlsafe_b64encode(f"pk:{pk}".encode()).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str | None) -> int:
+    """The pk a cursor of ``_cursor`` continues after (0: from the start)."""
+    if cursor is None:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        text = ""
+    if not (text.startswith("pk:") and text[3:].isdigit() and len(text) <= 21):  # 18 digits: within int64
+        raise InvalidInput(f"cursor {cursor[:40]!r} is not one this catalogue gave: pass next_cursor back unchanged")
+    return int(text[3:])
 
 
 def _label(value: Any) -> str:

@@ -58,6 +58,8 @@ class Config:
     # preset sets the choice measured on its data set (see docs/recommenders.md).
     exclude_seen: bool | None = None
     recommender: str | None = None  # model `recommend` uses by default: the last one trained
+    # Gorse FeedbackType -> event type, beside the defaults (stylesense.gorse.feedback_types).
+    gorse_feedback_types: dict[str, str] | None = None
     extra: dict = field(default_factory=dict)
 
 

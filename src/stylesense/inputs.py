@@ -10,12 +10,15 @@ people typed or that came in a feed, so the rules live here, once:
 * Ids are stored exactly as given, so an id with spaces around it is refused instead of being
   quietly changed: ``'  padded  '`` stored as ``padded`` could never be found again by the
   string its owner knows. (CSV cells are the exception by convention: a reader strips the
-  whitespace around every cell, so a padded id cell becomes the plain id.)
+  whitespace around every cell, so a padded id cell becomes the plain id.) An id holds no
+  control characters (a newline or NUL in an id breaks logs, CSV exports and URLs) and at most
+  ``MAX_ID_CHARS`` characters.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +27,10 @@ from typing import BinaryIO
 from stylesense.errors import InvalidInput
 
 _CHUNK = 1 << 20
+MAX_ID_CHARS = 255
+"""Longest id: what the database's id columns hold, and more than any SKU or user id needs."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (category Cc)
+_SURROGATE = re.compile("[\ud800-\udfff]")  # only in broken text (e.g. JSON's "\\ud800"): no UTF-8 for it
 
 # The non-regular kinds of file, for the message (S_ISLNK cannot occur: open follows links).
 _KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "pipe (FIFO)"), (stat.S_ISCHR, "character device"),
@@ -87,6 +94,17 @@ def id_problem(value: object, what: str) -> str | None:
         return f"empty {what}"
     if value != value.strip():
         return f"{what} {value!r} has leading or trailing whitespace (ids are kept exactly as given)"
+    if len(value) > MAX_ID_CHARS:
+        return f"{what} is {len(value)} characters long; the most is {MAX_ID_CHARS}"
+    if _CONTROL.search(value):
+        return f"{what} {value!r} contains a control character"
+    return text_problem(value, what)
+
+
+def text_problem(value: str, what: str) -> str | None:
+    """Why ``value`` cannot be stored as text (a lone surrogate, which has no UTF-8), or None."""
+    if _SURROGATE.search(value):
+        return f"{what} {value!r} is not valid Unicode text (it holds a lone surrogate)"
     return None
 
 

@@ -1,9 +1,10 @@
-"""Metadata filters for search: ``COL=VALUE`` equality and a price budget.
+"""Metadata filters for search: ``COL=VALUE`` equality, a price budget, in stock only.
 
 Filters are evaluated over the catalogue's metadata to give the set of allowed items, which the
 index then searches *inside* (never post-filtering), so k results come back whenever k match.
 Matching is case-insensitive and type-tolerant (``year=2011`` matches the integer 2011) because
-shoppers and front ends type filters by hand.
+shoppers and front ends type filters by hand. A list-valued column matches when any of its
+elements does (``categories=Shoes`` for an item in several categories).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ class Filters:
     min_price: float | None = None
     max_price: float | None = None
     price_column: str = "price"
+    in_stock: bool = False  # only items whose stock column says they can be sold
+    stock_column: str = "in_stock"
 
     @property
     def active(self) -> bool:
-        return bool(self.where) or self.min_price is not None or self.max_price is not None
+        return bool(self.where) or self.min_price is not None or self.max_price is not None or self.in_stock
 
     @classmethod
     def parse(
@@ -38,8 +41,13 @@ class Filters:
         min_price: float | None = None,
         max_price: float | None = None,
         price_column: str = "price",
+        *,
+        in_stock: bool = False,
+        stock_column: str = "in_stock",
     ) -> "Filters":
-        """Parse ``COL=VALUE`` strings; repeating a column means any of its values (OR)."""
+        """Parse ``COL=VALUE`` strings; repeating a column means any of its values (OR).
+        ``in_stock``: only items that can be sold, read from ``stock_column`` as the catalogue
+        reads it (``catalog.store.stock_value``: a missing cell means in stock)."""
         parsed: dict[str, list[str]] = {}
         for expr in where:
             col, sep, value = expr.partition("=")
@@ -52,7 +60,8 @@ class Filters:
                 raise FilterError(f"{name} must be a finite number, got {bound}")
         if min_price is not None and max_price is not None and min_price > max_price:
             raise FilterError(f"--min-price {min_price} is above --max-price {max_price}")
-        return cls({k: tuple(v) for k, v in parsed.items()}, min_price, max_price, price_column)
+        return cls({k: tuple(v) for k, v in parsed.items()}, min_price, max_price, price_column,
+                   in_stock, stock_column)
 
     def check_columns(self, known: set[str]) -> None:
         """Reject filters on columns no item has: an empty result would hide a typo."""
@@ -67,7 +76,7 @@ class Filters:
 
     def matches(self, attrs: dict[str, Any]) -> bool:
         for col, values in self.where.items():
-            if _norm(attrs.get(col)) not in {v.casefold() for v in values}:
+            if not _matches(attrs.get(col), {v.casefold() for v in values}):
                 return False
         if self.min_price is not None or self.max_price is not None:
             price = attrs.get(self.price_column)
@@ -78,7 +87,19 @@ class Filters:
                 return False
             if self.max_price is not None and price > self.max_price:
                 return False
+        if self.in_stock:
+            from stylesense.catalog.store import stock_value  # SQLAlchemy: not for the CLI's start-up
+
+            return stock_value(attrs.get(self.stock_column))
         return True
+
+
+def _matches(value: Any, accepted: set[str]) -> bool:
+    """Whether a cell is one of the accepted values; a list cell (e.g. an item's Gorse
+    ``categories``) matches when any of its elements is, as "in category Shoes" means."""
+    if isinstance(value, list):
+        return any(_norm(v) in accepted for v in value)
+    return _norm(value) in accepted
 
 
 def _norm(value: Any) -> str:

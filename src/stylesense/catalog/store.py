@@ -82,6 +82,13 @@ class Item:
     attrs: dict[str, Any]
     image_path: str | None
     hidden: bool = False
+    in_stock: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape every surface answers with; like ``Hit``, no local path (each surface
+        links to the photo its own way)."""
+        return {"item_id": self.item_id, "attrs": self.attrs, "hidden": self.hidden, "in_stock": self.in_stock,
+                "has_photo": self.image_path is not None}
 
 
 @dataclass(frozen=True)
@@ -179,12 +186,14 @@ class CatalogStore:
         with Session(self.engine) as s:
             return len(s.scalars(select(ItemRow.pk).where(_LIVE)).all())
 
-    def hashes(self) -> dict[str, tuple[str | None, dict, str | None]]:
-        """item_id -> (image_hash, attrs, image_path) of live items, to decide what changed."""
+    def hashes(self, item_ids: Sequence[str] | None = None) -> dict[str, tuple[str | None, dict, str | None]]:
+        """item_id -> (image_hash, attrs, image_path) of live items (all, or those of
+        ``item_ids``), to decide what changed."""
         with Session(self.engine) as s:
-            rows = s.execute(
-                select(ItemRow.item_id, ItemRow.image_hash, ItemRow.attrs, ItemRow.image_path).where(_LIVE)
-            ).all()
+            q = select(ItemRow.item_id, ItemRow.image_hash, ItemRow.attrs, ItemRow.image_path).where(_LIVE)
+            if item_ids is not None:
+                q = q.where(ItemRow.item_id.in_(list(item_ids)))
+            rows = s.execute(q).all()
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def items(self, item_ids: Sequence[str] | None = None) -> list[Item]:
@@ -193,7 +202,14 @@ class CatalogStore:
             q = select(*_ITEM_COLUMNS).where(_LIVE)
             if item_ids is not None:
                 q = q.where(ItemRow.item_id.in_(list(item_ids)))
-            return [Item(r[0], r[1], r[2] or {}, r[3], bool(r[4])) for r in s.execute(q.order_by(ItemRow.pk))]
+            return [_item(r) for r in s.execute(q.order_by(ItemRow.pk))]
+
+    def items_after(self, pk: int, n: int) -> list[Item]:
+        """Up to ``n`` live items with a pk above ``pk``, in pk order: one page of the catalogue,
+        read by the primary key's index whatever the catalogue's size."""
+        with Session(self.engine) as s:
+            q = select(*_ITEM_COLUMNS).where(_LIVE, ItemRow.pk > pk).order_by(ItemRow.pk).limit(n)
+            return [_item(r) for r in s.execute(q)]
 
     def items_by_pk(self, pks: Iterable[int]) -> dict[int, Item]:
         pks = [int(p) for p in pks]
@@ -201,7 +217,7 @@ class CatalogStore:
             return {}
         with Session(self.engine) as s:
             q = select(*_ITEM_COLUMNS).where(ItemRow.pk.in_(pks), _LIVE)
-            return {r[0]: Item(r[0], r[1], r[2] or {}, r[3], bool(r[4])) for r in s.execute(q)}
+            return {r[0]: _item(r) for r in s.execute(q)}
 
     def features(self, only_unindexed: bool = False, searchable: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(pks, raw features) of live items that have features; ``searchable``: not hidden
@@ -328,4 +344,9 @@ class CatalogStore:
             )
 
 
-_ITEM_COLUMNS = (ItemRow.pk, ItemRow.item_id, ItemRow.attrs, ItemRow.image_path, ItemRow.hidden)
+_ITEM_COLUMNS = (ItemRow.pk, ItemRow.item_id, ItemRow.attrs, ItemRow.image_path, ItemRow.hidden, ItemRow.in_stock)
+
+
+def _item(row: Any) -> Item:
+    """An ``_ITEM_COLUMNS`` row as an Item."""
+    return Item(row[0], row[1], row[2] or {}, row[3], bool(row[4]), bool(row[5]))

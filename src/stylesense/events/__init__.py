@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from stylesense.events.store import EventStore, ImportCounts
+from stylesense.events.store import EventPage, EventStore, ImportCounts, NewEvent, StoredEvent
 
 if TYPE_CHECKING:
     from stylesense.events.importer import PRESETS, EventImportReport, import_events, read_events_csv
@@ -26,4 +26,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["PRESETS", "EventImportReport", "EventStore", "ImportCounts", "import_events", "read_events_csv"]
+__all__ = ["PRESETS", "EventImportReport", "EventPage", "EventStore", "ImportCounts", "NewEvent", "StoredEvent",
+           "import_events", "read_events_csv"]

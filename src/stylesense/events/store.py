@@ -10,7 +10,9 @@ repeats (H&M logs one row per item bought). So each row's key is (user, item, ty
 seq), where seq numbers the rows sharing that (user, item, type, time) in the order they came.
 Price, rating and session stay out of the key, so a re-export with a corrected price is still
 recognised as the same events. A live event is seq 0: sent again with the same time, it is the
-same event (a retry), stored once however many processes send it at the same moment.
+same event (a retry), stored once however many processes send it at the same moment. A live
+event may also carry its sender's own ``event_id`` (unique where given): a retry with it is
+stored once even when nothing else identifies it (no time of its own, say).
 
 Every write passes :func:`event_rules`, the one set of rules for what an event may hold: a
 live event field by field, a table through :func:`event_problems`. A live event needs no
@@ -20,15 +22,19 @@ pandas, so `stylesense events add` does not load it; the bulk paths import it wh
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Sequence
+import numbers
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
-from sqlalchemy import BigInteger, Float, Integer, String, UniqueConstraint, func, select
+from sqlalchemy import (BigInteger, Float, Index, Integer, String, UniqueConstraint, and_, func, inspect, or_,
+                        select, text)
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.sql.dml import Insert
 
 from stylesense.catalog.store import make_engine
@@ -42,6 +48,11 @@ if TYPE_CHECKING:
 _KEY = ("user_id", "item_id", "type", "ts_us", "seq")
 _CHUNK = 5000  # rows per INSERT batch and per commit: live writers get the lock between chunks
 _IN_CHUNK = 5000  # ids per IN (...) list, well under SQLite's bound-parameter limit
+_SHOWN = 10  # bad events named in the message refusing a batch
+MAX_PAGE = 1000
+"""Most events :meth:`EventStore.latest` returns at once."""
+_CURSOR = re.compile(r"(\d+)_(\d+)")  # next_before of a page: "<ts_us>_<pk>" of its last event
+_SECONDS = re.compile(r"-?\d+(\.\d*)?")  # epoch seconds written out
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 EARLIEST = _EPOCH
@@ -63,7 +74,8 @@ class EventRow(EventBase):
 
     __tablename__ = "events"
     # The key's index starts with user_id, so it also serves ``frame(users=...)``.
-    __table_args__ = (UniqueConstraint(*_KEY, name="uq_events_key"),)
+    __table_args__ = (UniqueConstraint(*_KEY, name="uq_events_key"),
+                      Index("uq_events_event_id", "event_id", unique=True))
 
     # 64-bit on Postgres (an event log outgrows 2**31 rows); SQLite's rowid needs INTEGER.
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
@@ -76,6 +88,28 @@ class EventRow(EventBase):
     price: Mapped[float | None] = mapped_column(Float, nullable=True)
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
     session_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # The sender's own id for a live event (NewEvent.event_id): a retry carrying it is stored
+    # once, whatever else changed. NULL for imported events; unique where set.
+    event_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+def _add_event_id_column(engine: Engine) -> None:
+    """Give an older home's events table the event_id column and its unique index (SQLite
+    cannot add a UNIQUE column, so the index is separate, as on a new table: NULLs never
+    clash). Two processes may race here; the loser's "duplicate column" error is harmless."""
+    def has_column() -> bool:
+        return "event_id" in {c["name"] for c in inspect(engine).get_columns(EventRow.__tablename__)}
+
+    if has_column():
+        return
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {EventRow.__tablename__} ADD COLUMN event_id VARCHAR(255)"))
+    except (OperationalError, ProgrammingError):
+        if not has_column():
+            raise
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS uq_events_event_id ON {EventRow.__tablename__} (event_id)"))
 
 
 @dataclass(frozen=True)
@@ -84,6 +118,63 @@ class ImportCounts:
 
     inserted: int
     duplicates: int
+
+    def to_dict(self) -> dict[str, int]:
+        """The JSON shape every surface answers with."""
+        return {"inserted": self.inserted, "duplicates": self.duplicates}
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A live event to record (:meth:`EventStore.add_many`), as a client sends it: ``ts`` a
+    datetime (naive: UTC), ISO 8601 text or epoch seconds (None: now); ``event_id`` the
+    sender's own id for it, which makes sending it again harmless (see ``add_many``)."""
+
+    user_id: str
+    item_id: str
+    type: str = "view"
+    ts: datetime | str | float | None = None
+    price: float | None = None
+    value: float | None = None
+    session_id: str | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One stored event, as :meth:`EventStore.events` and :meth:`EventStore.latest` read it back."""
+
+    pk: int  # arrival order: what pages through the log
+    user_id: str
+    item_id: str
+    type: str
+    ts: datetime  # UTC
+    price: float | None
+    value: float | None
+    session_id: str | None
+    event_id: str | None = None  # the sender's id of a live event (NewEvent.event_id)
+
+    @classmethod
+    def of(cls, row: EventRow) -> "StoredEvent":
+        return cls(row.pk, row.user_id, row.item_id, row.type, _EPOCH + row.ts_us * _MICROSECOND,
+                   row.price, row.value, row.session_id, row.event_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape every surface answers with: the time in ISO 8601 (UTC); no pk,
+        which is this database's bookkeeping."""
+        return {"user_id": self.user_id, "item_id": self.item_id, "type": self.type, "ts": self.ts.isoformat(),
+                "price": self.price, "value": self.value, "session_id": self.session_id, "event_id": self.event_id}
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """A page of a shopper's events, newest first (:meth:`EventStore.latest`)."""
+
+    events: list[StoredEvent]
+    next_before: str | None  # ``before`` for the next page; None when this one is the last
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"events": [e.to_dict() for e in self.events], "next_before": self.next_before}
 
 
 class EventStore:
@@ -96,6 +187,7 @@ class EventStore:
         self.engine = engine
         self.known_types = frozenset(DEFAULT_WEIGHTS if known_types is None else known_types)
         EventBase.metadata.create_all(engine)
+        _add_event_id_column(engine)
 
     @classmethod
     def open(cls, url: str, known_types: Iterable[str] | None = None) -> "EventStore":
@@ -123,21 +215,39 @@ class EventStore:
         come from logs, where import_frame numbers them.) Raises ValueError for an event that
         breaks :func:`event_rules`.
         """
-        for name, number in (("price", price), ("value", value)):
-            if number is not None and math.isnan(number):
-                raise InvalidInput(f"{name} must be a finite number (None: no {name}), got nan")
-        # Plain Python numbers: psycopg2 cannot bind numpy scalars.
-        price, value = (None if n is None else float(n) for n in (price, value))
-        when = datetime.now(timezone.utc) if ts is None else _as_utc(ts)
-        event = {"user_id": user_id, "item_id": item_id, "type": type, "ts": when, "price": price, "value": value}
-        rules = event_rules(self.known_types)
-        problem = next(filter(None, (rule(event[field]) for field, rule in rules.items())), None)
-        if problem:
-            raise InvalidInput(problem)
-        record = {"user_id": user_id, "item_id": item_id, "type": type, "ts_us": int(_micros(when)),
-                  "seq": 0, "price": price, "value": value, "session_id": session_id or None}
-        with self.engine.begin() as conn:
-            return bool(conn.execute(self._insert_ignoring_duplicates(), record).all())
+        event = NewEvent(user_id, item_id, type, ts, price, value, session_id)
+        return self._insert([_record(event, event_rules(self.known_types), datetime.now(timezone.utc))]) == 1
+
+    def add_many(self, events: Sequence[NewEvent]) -> ImportCounts:
+        """Record a batch of live events in one transaction: every one of them, or none when
+        any breaks :func:`event_rules` (InvalidInput naming each bad event by its position in
+        the batch, from 0, and its reason). Returns counts of the new events and of those
+        already stored.
+
+        An event is already stored when one with its ``event_id`` is, or one identical to it
+        (user, item, type, time: see :meth:`add`): so a batch sent again after a timeout stores
+        nothing twice. Events without a time all get the same "now", and identical events
+        within one batch are repeats, numbered as import_frame numbers a file's; so a retry of
+        events that carry neither a time nor an ``event_id`` cannot be recognised.
+        """
+        rules, now = event_rules(self.known_types), datetime.now(timezone.utc)
+        records, problems = [], []
+        for i, event in enumerate(events):
+            try:
+                records.append(_record(event, rules, now))
+            except InvalidInput as e:
+                problems.append(f"event {i}: {e}")
+        if problems:
+            more = f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
+            raise InvalidInput(f"{len(problems)} invalid event(s), nothing stored: "
+                               f"{'; '.join(problems[:_SHOWN])}{more}")
+        repeats: dict[tuple[str, str, str, int], int] = {}
+        for record in records:
+            key = (record["user_id"], record["item_id"], record["type"], record["ts_us"])
+            record["seq"] = repeats.get(key, 0)
+            repeats[key] = record["seq"] + 1
+        inserted = self._insert(records) if records else 0
+        return ImportCounts(inserted, len(records) - inserted)
 
     def import_frame(self, frame: pd.DataFrame) -> ImportCounts:
         """Bulk-insert an events table, skipping events already stored.
@@ -177,12 +287,7 @@ class EventStore:
         rows["session_id"] = rows["session_id"].replace("", None)
         columns = {name: rows[name].astype(object).where(rows[name].notna(), None).tolist() for name in rows}
         records = [dict(zip(columns, values)) for values in zip(*columns.values())]
-        inserted = 0
-        insert = self._insert_ignoring_duplicates()
-        for start in range(0, len(records), _CHUNK):
-            with self.engine.begin() as conn:
-                result = conn.execute(insert, records[start:start + _CHUNK])
-                inserted += len(result.all())
+        inserted = sum(self._insert(records[start:start + _CHUNK]) for start in range(0, len(records), _CHUNK))
         return ImportCounts(inserted, len(records) - inserted)
 
     # -- reads -------------------------------------------------------------------------
@@ -236,15 +341,98 @@ class EventStore:
             return list(conn.scalars(select(EventRow.user_id).distinct().order_by(EventRow.user_id)))
 
     # -- helpers -----------------------------------------------------------------------
+    def _insert(self, records: Sequence[Mapping[str, Any]]) -> int:
+        """Insert rows in one transaction, skipping those already stored; how many were new."""
+        with self.engine.begin() as conn:
+            return len(conn.execute(self._insert_ignoring_duplicates(), records).all())
+
     def _insert_ignoring_duplicates(self) -> Insert:
         """INSERT .. ON CONFLICT DO NOTHING RETURNING pk: the returned rows count exactly
-        what was new, on both dialects, without a racy count before and after."""
+        what was new, on both dialects, without a racy count before and after. No conflict
+        target: a row is a duplicate by the key or by its event_id, whichever clashes."""
         if self.engine.dialect.name == "sqlite":
             from sqlalchemy.dialects.sqlite import insert
         else:
             from sqlalchemy.dialects.postgresql import insert
         table = EventRow.__table__
-        return insert(table).on_conflict_do_nothing(index_elements=list(_KEY)).returning(table.c.pk)
+        return insert(table).on_conflict_do_nothing().returning(table.c.pk)
+
+    # -- deletion ----------------------------------------------------------------------
+    def delete(self, user_id: str, item_id: str | None = None, types: Collection[str] | None = None) -> int:
+        """Delete a shopper's events (all of them, or those with ``item_id``, or of ``types``
+        only) in one transaction; returns how many there were. For a shopper who asks to be
+        forgotten, or feedback withdrawn through the Gorse API. A model already trained or
+        caught up on them keeps what it learnt until it is trained again."""
+        for value, what in ((user_id, "user id"), (item_id, "item id")):
+            if value is not None and (problem := id_problem(value, what)):
+                raise InvalidInput(problem)
+        query = EventRow.__table__.delete().where(EventRow.user_id == user_id)
+        if item_id is not None:
+            query = query.where(EventRow.item_id == item_id)
+        if types is not None:
+            query = query.where(EventRow.type.in_(list(types)))
+        with self.engine.begin() as conn:
+            return int(conn.execute(query).rowcount)
+
+    def events(
+        self,
+        *,
+        user_id: str | None = None,
+        item_id: str | None = None,
+        types: Collection[str] | None = None,
+        after_pk: int = 0,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        """Stored events in arrival order (pk), those of ``user_id`` / ``item_id`` / ``types``
+        where given: a page of at most ``limit`` after ``after_pk`` (the next page starts
+        after the last pk returned). Unlike :meth:`frame`, one row at a time and no pandas."""
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        query = select(EventRow).where(EventRow.pk > after_pk)
+        if user_id is not None:
+            query = query.where(EventRow.user_id == user_id)
+        if item_id is not None:
+            query = query.where(EventRow.item_id == item_id)
+        if types is not None:
+            query = query.where(EventRow.type.in_(list(types)))
+        query = query.order_by(EventRow.pk).limit(limit)
+        with Session(self.engine) as s:
+            return [StoredEvent.of(r) for r in s.scalars(query)]
+
+    def latest(self, user_id: str, *, limit: int = 50, before: str | datetime | float | None = None) -> EventPage:
+        """A shopper's events, newest first (by time, ties newest stored first), at most
+        ``limit`` (1 .. MAX_PAGE). ``before``: a time (see :func:`as_time`), for the events
+        older than it; or the previous page's ``next_before``, to read on exactly where it
+        stopped (a time alone would skip the page's last events' twins at the same instant)."""
+        if (problem := id_problem(user_id, "user id")) is not None:
+            raise InvalidInput(problem)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
+        row = EventRow.__table__.c
+        query = select(EventRow).where(EventRow.user_id == user_id)
+        cursor = _CURSOR.fullmatch(before) if isinstance(before, str) else None
+        if cursor is not None:
+            ts_us, pk = (int(g) for g in cursor.groups())
+            query = query.where(or_(row.ts_us < ts_us, and_(row.ts_us == ts_us, row.pk < pk)))
+        elif before is not None:
+            query = query.where(row.ts_us < _micros(as_time(before)))
+        query = query.order_by(row.ts_us.desc(), row.pk.desc()).limit(limit + 1)
+        with Session(self.engine) as s:
+            rows = list(s.scalars(query))
+        page = rows[:limit]
+        more = len(rows) > limit
+        return EventPage([StoredEvent.of(r) for r in page], f"{page[-1].ts_us}_{page[-1].pk}" if more else None)
+
+    def pairs_until(self, users: Sequence[str], until_pk: int, types: Collection[str]) -> set[tuple[str, str]]:
+        """The distinct (user, item) pairs of ``users`` with an event of one of ``types``
+        stored at or before ``until_pk``: which shopper-item pairs of newer events are not new
+        (how the popular list is kept up to date, see :mod:`stylesense.events.popularity`)."""
+        row = EventRow.__table__.c
+        ids, wanted = list(dict.fromkeys(users)), list(types)
+        query = select(row.user_id, row.item_id).distinct().where(row.pk <= until_pk, row.type.in_(wanted))
+        with self.engine.connect() as conn:
+            return {(u, i) for start in range(0, len(ids), _IN_CHUNK)
+                    for u, i in conn.execute(query.where(row.user_id.in_(ids[start:start + _IN_CHUNK])))}
 
 
 def event_rules(known_types: Collection[str]) -> dict[str, Rule]:
@@ -253,8 +441,9 @@ def event_rules(known_types: Collection[str]) -> dict[str, Rule]:
 
     Ids follow :func:`stylesense.inputs.id_problem` (kept exactly as given); the type is one of
     ``known_types``; the time (a UTC datetime) is within EARLIEST .. now + FUTURE_SLACK; a price
-    is finite and >= 0, a value finite. One value at a time, so that recording a live event
-    needs no pandas; :func:`event_problems` runs them over a table.
+    is finite and >= 0, a value finite; a session id and a live event's event id, where given,
+    are ids too. One value at a time, so that recording a live event needs no pandas;
+    :func:`event_problems` runs them over a table.
     """
     known = sorted(known_types)
     # Compared in microseconds: a pandas time past the year 9999 (milliseconds read as seconds)
@@ -283,7 +472,57 @@ def event_rules(known_types: Collection[str]) -> dict[str, Rule]:
         return check
 
     return {"user_id": lambda v: id_problem(v, "user id"), "item_id": lambda v: id_problem(v, "item id"),
-            "type": event_type, "ts": time, "price": number("price", True), "value": number("value", False)}
+            "type": event_type, "ts": time, "price": number("price", True), "value": number("value", False),
+            "session_id": lambda v: None if not v else id_problem(v, "session id"),  # "": none, as in a CSV
+            "event_id": lambda v: None if v is None else id_problem(v, "event id")}
+
+
+_OPTIONAL = ("price", "value", "session_id", "event_id")  # columns event_problems checks where present
+
+
+def as_time(value: datetime | str | float) -> datetime:
+    """An event time in UTC, from a datetime (naive: UTC), ISO 8601 text (a date alone is its
+    midnight; no offset: UTC) or epoch seconds (a number, or text that is one, as in a URL's
+    query): what the API's clients send. InvalidInput for anything else; whether the time is
+    plausible is :func:`event_rules`' question."""
+    if isinstance(value, datetime):
+        return _as_utc(value)
+    if isinstance(value, str) and _SECONDS.fullmatch(value):
+        value = float(value)
+    if isinstance(value, str):
+        try:
+            return _as_utc(datetime.fromisoformat(value))
+        except ValueError:
+            raise InvalidInput(f"time {value!r} is not ISO 8601 (e.g. 2024-03-01T12:00:00Z) "
+                               "nor a number of epoch seconds") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidInput(f"a time must be ISO 8601 text or epoch seconds, got {type(value).__name__}")
+    seconds = float(value)
+    try:
+        return _EPOCH + timedelta(seconds=seconds)
+    except (OverflowError, ValueError):  # nan, inf, or past the year 9999 (milliseconds sent as seconds?)
+        raise InvalidInput(f"time {seconds:g} s since 1970 is beyond the dates a timestamp holds") from None
+
+
+def _record(event: NewEvent, rules: Mapping[str, Rule], now: datetime) -> dict[str, Any]:
+    """The database row of a live event (seq 0), or InvalidInput with its first problem."""
+    amounts: dict[str, float | None] = {}
+    for name in ("price", "value"):
+        given = getattr(event, name)
+        try:  # plain Python numbers: psycopg2 cannot bind numpy scalars
+            amounts[name] = None if given is None else float(given)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"{name} must be a number, got {given!r}") from None
+        if amounts[name] is not None and math.isnan(amounts[name]):
+            raise InvalidInput(f"{name} must be a finite number (None: no {name}), got nan")
+    when = now if event.ts is None else as_time(event.ts)
+    fields = {"user_id": event.user_id, "item_id": event.item_id, "type": event.type, "ts": when, **amounts,
+              "session_id": event.session_id or None, "event_id": event.event_id}
+    problem = next(filter(None, (rule(fields[name]) for name, rule in rules.items())), None)
+    if problem:
+        raise InvalidInput(problem)
+    return {"user_id": event.user_id, "item_id": event.item_id, "type": event.type, "ts_us": int(_micros(when)),
+            "seq": 0, **amounts, "session_id": fields["session_id"], "event_id": event.event_id}
 
 
 def event_problems(events: pd.DataFrame, known_types: Collection[str]) -> pd.Series:
@@ -299,8 +538,8 @@ def event_problems(events: pd.DataFrame, known_types: Collection[str]) -> pd.Ser
 
     problems = np.full(len(events), "", dtype=object)
     for column, rule in event_rules(known_types).items():
-        if column in ("price", "value") and column not in events:
-            continue  # optional columns
+        if column in _OPTIONAL and column not in events:
+            continue
         codes, distinct = pd.factorize(events[column])
         # A missing cell's code is -1, which picks the last reason: the rule's answer for None.
         reasons = np.array([rule(v) or "" for v in [*distinct, None]], dtype=object)

@@ -9,6 +9,12 @@ users with no history, real-time ``update``, and save/load.
 Real time: ``update(events)`` appends the events to the model's copy of each user's history.
 Models that score from the history row (item-kNN, EASE, visual, ALS by fold-in, trending) then
 reflect the new behaviour on the next ``recommend`` without a retrain; ``updatable`` says which.
+
+Anonymous sessions: ``recommend_session`` scores a history that belongs to nobody (a shopper
+without an account: recent events, perhaps a photo) without storing or changing anything, so
+it runs beside other requests. The history becomes a one-row matrix over the model's items,
+scored as a user the model has never seen (``_session_scores``); models that read the event
+sequence rather than the row (visual, GRU4Rec, a blend holding them) override that.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from stylesense.recommenders.data import Interactions
 
 FORMAT_VERSION = 1
 BATCH_USERS = 512  # users scored per dense block: 512 x 20k items x 4 B = 40 MB
+REASON_RECENT = 20  # latest history items a reason may name
+PHOTO_REASON = "looks like your photo"
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,8 @@ class Recommender(ABC):
     def _scores(self, users: np.ndarray, history: sparse.csr_matrix) -> np.ndarray:
         """(len(users), n_items) float32 scores; higher is better. ``history`` holds the users'
         rows of the current history (training plus updates); ``users`` may include users added
-        by ``update`` (index >= ``n_fitted_users``)."""
+        by ``update`` (index >= ``n_fitted_users``), and an index past every user
+        (``len(user_ids)``: an anonymous session), which must be scored from its row alone."""
 
     # -- scoring ----------------------------------------------------------------------
     def scores(self, users: np.ndarray, rows: sparse.csr_matrix | None = None) -> np.ndarray:
@@ -114,6 +123,82 @@ class Recommender(ABC):
         if cold.any():
             out[cold] = self.popularity
         return out
+
+    # -- anonymous sessions ---------------------------------------------------------------
+    def session_scores(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """(n_items,) float32 scores for a shopper the model does not know whose history is
+        ``items`` (indices, oldest first) with event ``weights``; popularity when it is empty.
+        Changes nothing in the model."""
+        items = np.asarray(items, dtype=np.int64)
+        if len(items) == 0:
+            return self.popularity.astype(np.float32, copy=True)
+        row = sparse.csr_matrix((np.asarray(weights, np.float32), (np.zeros(len(items), np.int64), items)),
+                                shape=(1, self.data.n_items))
+        row.sum_duplicates()
+        return np.asarray(self._session_scores(items, row), dtype=np.float32).reshape(-1)
+
+    def _session_scores(self, items: np.ndarray, row: sparse.csr_matrix) -> np.ndarray:
+        """A non-empty session's score row: by default ``_scores`` for an index past every user,
+        scored from ``row``. Models that read ``sequence`` instead override this (``items``)."""
+        return self._scores(np.array([len(self.user_ids)], dtype=np.int64), row)[0]
+
+    def recommend_session(
+        self,
+        items: Sequence[str],
+        types: Sequence[str],
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        allowed: np.ndarray | None = None,
+        nameable: np.ndarray | None = None,
+        photo: np.ndarray | None = None,
+    ) -> list[Recommendation]:
+        """Top-k for an anonymous shopper whose recent events are ``items`` with ``types``
+        (oldest first); items the model has never seen are left out (they have no column).
+        ``exclude_seen`` hides the session's items; ``allowed`` / ``nameable`` as in
+        :meth:`recommend`.
+
+        ``photo``: the similarity of a photo of the shopper's to each item (-inf where none is
+        known). The two rows are added after standardising each (as the blend adds models), so
+        neither's scale decides; an item the photo lifts more than the events is recommended
+        because it "looks like your photo"."""
+        pos = pd.Index(self.item_ids).get_indexer(pd.Index([str(i) for i in items], dtype=object))
+        known = pos >= 0
+        seq = pos[known].astype(np.int64)
+        scores = self.session_scores(seq, self.data.event_weights(pd.Series(list(types), dtype=object)[known]))
+        by_photo = None
+        if photo is not None:
+            photo = np.asarray(photo, np.float32)
+            events_z, photo_z = standardise(scores[None, :])[0], standardise(photo[None, :])[0]
+            scorable = np.isfinite(scores) | np.isfinite(photo)  # what neither can score stays out
+            by_photo, scores = photo_z > events_z, np.where(scorable, events_z + photo_z, -np.inf)
+        seen = None
+        if exclude_seen and len(seq):
+            seen = sparse.csr_matrix((np.ones(len(seq), np.float32), (np.zeros(len(seq), np.int64), seq)),
+                                     shape=(1, self.data.n_items))
+        idx, val = _rank(scores[None, :], k, allowed, seen)
+        keep = np.isfinite(val[0])
+        top, top_scores = idx[0][keep], val[0][keep]
+        reasons = self._session_reasons(seq, top, nameable)
+        if by_photo is not None:
+            reasons = [PHOTO_REASON if by_photo[i] else r for i, r in zip(top.tolist(), reasons)]
+        return [Recommendation(str(self.item_ids[i]), float(s), r) for i, s, r in zip(top, top_scores, reasons)]
+
+    def _session_reasons(self, seq: np.ndarray, items: np.ndarray, nameable: np.ndarray | None) -> list[str | None]:
+        """Per recommended item, the session item most like it (by ``_similar``, one call per
+        session item, not per recommendation), naming only ``nameable`` items."""
+        recent = np.unique(seq[-REASON_RECENT:])
+        if nameable is not None:
+            recent = recent[nameable[recent]]
+        if len(recent) == 0 or len(items) == 0:
+            return [None] * len(items)
+        sims = np.stack([np.asarray(self._similar(int(s)), np.float32) for s in recent])[:, np.asarray(items)]
+        best = sims.argmax(axis=0)
+        return [
+            f"similar to {self.item_ids[recent[b]]} you interacted with"
+            if sims[b, j] > 0 and recent[b] != item else None
+            for j, (b, item) in enumerate(zip(best.tolist(), np.asarray(items).tolist()))
+        ]
 
     def recommend_batch(
         self,
@@ -188,7 +273,7 @@ class Recommender(ABC):
         """The "why" of one item; the default: the most similar item in the user's history,
         for models whose ``_similar`` is meaningful."""
         seq = self.sequence(user)
-        recent = np.unique(seq[-20:])
+        recent = np.unique(seq[-REASON_RECENT:])
         if nameable is not None:
             recent = recent[nameable[recent]]
         if len(recent) == 0:
@@ -297,6 +382,20 @@ class Recommender(ABC):
 def _distinct_users(data: Interactions) -> np.ndarray:
     """Per item, how many users interacted with it: the cold-start (popularity) scores."""
     return np.asarray((data.matrix > 0).sum(axis=0), dtype=np.float32).ravel()
+
+
+def standardise(scores: np.ndarray) -> np.ndarray:
+    """Per row: minus the mean, over the standard deviation (rows without spread become 0), so
+    that rows of different models (or a model and a photo) add with weights that mean what they
+    say. Items a row cannot score (-inf) count as its lowest score."""
+    scores = np.asarray(scores, np.float32)
+    finite = np.isfinite(scores)
+    if not finite.all():
+        low = np.where(finite, scores, np.inf).min(axis=1, keepdims=True)
+        scores = np.where(finite, scores, np.where(np.isfinite(low), low, 0.0))
+    centred = scores - scores.mean(axis=1, keepdims=True)
+    spread = centred.std(axis=1, keepdims=True)
+    return np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 1e-12)
 
 
 def _rank(

@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import sparse
 
 from stylesense.errors import InvalidInput
-from stylesense.recommenders.base import Recommender
+from stylesense.recommenders.base import Recommender, standardise
 from stylesense.recommenders.data import Interactions
 
 DEFAULT_MODELS = "ease,als,bpr"
@@ -159,7 +159,14 @@ class Blend(Recommender):
         out = np.zeros((len(users), self.data.n_items), np.float32)
         for weight, model in zip(self.weights, self.components):
             if weight > 0:
-                out += weight * _standardise(model.scores(users, history))
+                out += weight * standardise(model.scores(users, history))
+        return out
+
+    def _session_scores(self, items: np.ndarray, row: sparse.csr_matrix) -> np.ndarray:
+        out = np.zeros(self.data.n_items, np.float32)
+        for weight, model in zip(self.weights, self.components):
+            if weight > 0:
+                out += weight * standardise(np.asarray(model._session_scores(items, row), np.float32)[None, :])[0]
         return out
 
     # -- item similarity and reasons: the leading component's ------------------------------
@@ -174,6 +181,9 @@ class Blend(Recommender):
 
     def _reasons(self, user: int, items: np.ndarray, nameable: np.ndarray | None) -> list[str | None]:
         return self._lead()._reasons(user, items, nameable)
+
+    def _session_reasons(self, seq: np.ndarray, items: np.ndarray, nameable: np.ndarray | None) -> list[str | None]:
+        return self._lead()._session_reasons(seq, items, nameable)
 
     # -- real time ----------------------------------------------------------------------
     def _updated(self, users: np.ndarray, events: pd.DataFrame) -> None:
@@ -220,19 +230,6 @@ def _parse_weights(value: Any, n: int) -> np.ndarray:
     if not np.isfinite(weights).all() or (weights < 0).any() or not (weights > 0).any():
         raise InvalidInput(f"blend: weights must be non-negative with at least one positive, got {value!r}")
     return weights
-
-
-def _standardise(scores: np.ndarray) -> np.ndarray:
-    """Per row: minus the mean, over the standard deviation (rows without spread become 0).
-    Items a model cannot score (-inf) count as its lowest score."""
-    scores = np.asarray(scores, np.float32)
-    finite = np.isfinite(scores)
-    if not finite.all():
-        low = np.where(finite, scores, np.inf).min(axis=1, keepdims=True)
-        scores = np.where(finite, scores, np.where(np.isfinite(low), low, 0.0))
-    centred = scores - scores.mean(axis=1, keepdims=True)
-    spread = centred.std(axis=1, keepdims=True)
-    return np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 1e-12)
 
 
 def _fingerprint(data: Interactions) -> str:

@@ -381,15 +381,26 @@ class GRU4Rec(Recommender):
     # -- scoring ----------------------------------------------------------------------
     def _recent(self, user: int) -> np.ndarray:
         """The user's last ``max_len`` items, immediate repeats dropped (as in training)."""
-        seq = self.sequence(int(user))
+        return self._recent_of(self.sequence(int(user)))
+
+    def _recent_of(self, seq: np.ndarray) -> np.ndarray:
+        """:meth:`_recent` of an item sequence (oldest first), a user's or a session's."""
+        seq = np.asarray(seq, dtype=np.int64)
         if len(seq) > 1:
             seq = seq[np.append(True, seq[1:] != seq[:-1])]
         return seq[-self.params["max_len"]:]
 
     def _scores(self, users: np.ndarray, history: sparse.csr_matrix) -> np.ndarray:
-        seqs = [self._recent(u) for u in users]
+        return self._score_sequences([self._recent(u) for u in users])
+
+    def _session_scores(self, items: np.ndarray, row: sparse.csr_matrix) -> np.ndarray:
+        return self._score_sequences([self._recent_of(items)])[0]
+
+    def _score_sequences(self, seqs: list[np.ndarray]) -> np.ndarray:
+        """One score row per sequence: the GRU's last state against every item (zeros for an
+        empty sequence)."""
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-        out = np.zeros((len(users), self.data.n_items), dtype=np.float32)
+        out = np.zeros((len(seqs), self.data.n_items), dtype=np.float32)
         rows = np.flatnonzero(lengths > 0)
         if len(rows) == 0:
             return out

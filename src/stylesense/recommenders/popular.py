@@ -24,3 +24,6 @@ class Popular(Recommender):
 
     def _reason(self, user: int, item: int, nameable: np.ndarray | None) -> str | None:
         return f"popular: {int(self.popularity[item])} shoppers"
+
+    def _session_reasons(self, seq: np.ndarray, items: np.ndarray, nameable: np.ndarray | None) -> list[str | None]:
+        return [self._reason(-1, int(i), nameable) for i in items]  # everyone's reason: no user in it

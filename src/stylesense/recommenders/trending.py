@@ -63,6 +63,9 @@ class Trending(Recommender):
     def _reason(self, user: int, item: int, nameable: np.ndarray | None) -> str | None:
         return f"trending: {self.decayed[item]:.1f} weighted interactions, half-life {self.params['half_life_days']:g} d"
 
+    def _session_reasons(self, seq: np.ndarray, items: np.ndarray, nameable: np.ndarray | None) -> list[str | None]:
+        return [self._reason(-1, int(i), nameable) for i in items]  # everyone's reason: no user in it
+
     # -- real time ----------------------------------------------------------------------
     def _updated(self, users: np.ndarray, events: pd.DataFrame) -> None:
         if events.empty:

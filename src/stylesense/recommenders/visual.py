@@ -108,42 +108,40 @@ class Visual(Recommender):
     def recent_items(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """The user's last ``recent`` distinct items that have a vector, newest first, and their
         recency weights ``decay ** k``."""
-        seq = self.sequence(user)[::-1]
+        return self._recent_of(self.sequence(user))
+
+    def _recent_of(self, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`recent_items` of an item sequence (oldest first), a user's or a session's."""
+        seq = np.asarray(seq, dtype=np.int64)[::-1]
         seq = seq[self.has_vector[seq]]
         _, first = np.unique(seq, return_index=True)  # newest occurrence of each item
         items = seq[np.sort(first)][: self.params["recent"]]
         return items, self.params["decay"] ** np.arange(len(items), dtype=np.float32)
 
-    def profiles(self, users: np.ndarray) -> np.ndarray:
-        """(n, d) unit profile vectors; a zero row where the user has no item with a vector."""
-        out = np.zeros((len(users), self.vectors.shape[1]), dtype=np.float32)
-        for row, u in enumerate(np.asarray(users).tolist()):
-            items, w = self.recent_items(u)
-            if len(items):
-                p = w @ self.vectors[self.row[items]]
-                norm = np.linalg.norm(p)
-                if norm > 1e-12:
-                    out[row] = p / norm
-        return out
+    def _row(self, items: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """One shopper's scores from their recent items and weights: the best weighted cosine
+        to any (max pooling) or the cosine to their unit mean vector (mean); popularity over
+        the items with a vector where they have none, or their mean vector is zero."""
+        out = np.full(self.data.n_items, -np.inf, dtype=np.float32)
+        if len(items) and self.params["pooling"] == "mean":
+            p = w @ self.vectors[self.row[items]]
+            norm = np.linalg.norm(p)
+            if norm > 1e-12:
+                out[self.vector_items] = self.vectors @ (p / norm)
+                return out
+        elif len(items):
+            out[self.vector_items] = (self.vectors @ (self.vectors[self.row[items]].T * w)).max(axis=1)
+            return out
+        return self.popularity.copy()
 
     def _scores(self, users: np.ndarray, history: sparse.csr_matrix) -> np.ndarray:
-        out = np.full((len(users), self.data.n_items), -np.inf, dtype=np.float32)
-        if self.params["pooling"] == "mean":
-            prof = self.profiles(users)
-            out[:, self.vector_items] = prof @ self.vectors.T
-            blank = ~prof.any(axis=1)
-        else:
-            blank = np.zeros(len(users), dtype=bool)
-            for row, u in enumerate(np.asarray(users).tolist()):
-                items, w = self.recent_items(u)
-                if len(items) == 0:
-                    blank[row] = True
-                    continue
-                sims = self.vectors @ (self.vectors[self.row[items]].T * w)
-                out[row, self.vector_items] = sims.max(axis=1)
-        if blank.any():  # nothing of theirs has a vector: popularity (vector items)
-            out[blank] = self.popularity
+        out = np.empty((len(users), self.data.n_items), dtype=np.float32)
+        for row, u in enumerate(np.asarray(users).tolist()):
+            out[row] = self._row(*self.recent_items(u))
         return out
+
+    def _session_scores(self, items: np.ndarray, row: sparse.csr_matrix) -> np.ndarray:
+        return self._row(*self._recent_of(items))
 
     def _similar(self, item: int) -> np.ndarray:
         if not self.has_vector[item]:

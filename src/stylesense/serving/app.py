@@ -24,18 +24,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stylesense.engine import StyleSense
 from stylesense.errors import Conflict, Damaged, InvalidInput, NotFound, NotReady, StyleSenseError
+from stylesense.jobs import JobRunner
 from stylesense.serving.keys import KeyInfo, KeyStore, RateLimiter
+from stylesense.vision.images import NotAnImage
 
 log = logging.getLogger("stylesense.serving")
 
 PROBLEM = "application/problem+json"
-# Library error -> HTTP status (see stylesense.errors).
+# Library error -> HTTP status (see stylesense.errors); the first class that matches wins.
 STATUS: dict[type[StyleSenseError], int] = {
-    InvalidInput: 422, NotFound: 404, NotReady: 409, Conflict: 409, Damaged: 500,
+    NotAnImage: 415, InvalidInput: 422, NotFound: 404, NotReady: 409, Conflict: 409, Damaged: 500,
 }
 
 
@@ -53,12 +56,56 @@ class Settings:
 
 @dataclass
 class Server:
-    """Everything the routes share: the home, the key store, the rate limiter."""
+    """Everything the routes share: the home, the key store, the background jobs, the rate limiter."""
 
     ss: StyleSense
     settings: Settings
     keys: KeyStore
+    jobs: JobRunner
     limiter: RateLimiter = field(default_factory=RateLimiter)
+
+
+# What the one error mapping of the app may answer on any /v1 or /api route (the library's
+# errors, the body limit, request validation, a client gone mid-body), and on keyed routes.
+ROUTE_ERRORS = {400: "the client left before its body arrived, or a malformed body",
+                404: "no such item, user, job or model", 409: "not ready (e.g. no model trained yet) or a conflict",
+                413: "body over the size limit", 415: "not a supported media type or image format",
+                422: "invalid input: the detail says which and why", 500: "a damaged home or a bug (see the server log)"}
+KEY_ERRORS = {401: "no API key, or an unknown or revoked one", 403: "the key's role may not do this",
+              429: "over the key's rate limit; Retry-After says when to try again"}
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem", "type": "object", "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                   "detail": {"type": "string"},
+                   "errors": {"type": "array", "description": "invalid request: each field's problem",
+                              "items": {"type": "object", "properties": {
+                                  "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                                  "msg": {"type": "string"}}}}},
+}
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` (the app's OpenAPI document) with every error response the app can give
+    documented as a problem+json body: FastAPI knows only its own 422 shape, which this app
+    replaces, and a route's responses only what that route raises itself."""
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    content = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema["paths"].items():
+        if not path.startswith(("/v1/", "/api/")):
+            continue
+        for operation in operations.values():
+            keyed = any(p.get("in") == "header" and p.get("name", "").lower() == "x-api-key"
+                        for p in operation.get("parameters", []))
+            for status, description in {**ROUTE_ERRORS, **(KEY_ERRORS if keyed else {})}.items():
+                response = operation["responses"].setdefault(str(status), {"description": description})
+                response["content"] = content
+                if status == 429:
+                    response["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    if "#/components/schemas/HTTPValidationError" not in str(schema["paths"]):
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schema["components"]["schemas"].pop(unused, None)
+    return schema
 
 
 def problem(status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None,
@@ -82,7 +129,7 @@ def require(role: str) -> Callable[..., KeyInfo | None]:
 
     def check(request: Request, x_api_key: str | None = Header(None, description="API key")) -> KeyInfo | None:
         server = server_of(request)
-        if x_api_key is None:
+        if not x_api_key:  # an empty header is no key (Gorse clients send one when given none)
             if role == "read" and server.settings.public_reads:
                 return None
             raise HTTPException(401, "an API key is needed: send it in the X-API-Key header",
@@ -103,6 +150,7 @@ def require(role: str) -> Callable[..., KeyInfo | None]:
 
 READ = Depends(require("read"))
 WRITE = Depends(require("write"))
+ADMIN = Depends(require("admin"))
 
 
 class BodyLimit:
@@ -171,7 +219,7 @@ def create_app(home: str | Path | None = None, settings: Settings | None = None)
         openapi_url="/openapi.json",
         docs_url="/docs",
     )
-    app.state.server = Server(ss, settings, KeyStore(ss.store.engine))
+    app.state.server = Server(ss, settings, KeyStore(ss.store.engine), JobRunner(ss.store.engine))
     metrics = Metrics()
     app.state.metrics = metrics
 
@@ -191,6 +239,12 @@ def create_app(home: str | Path | None = None, settings: Settings | None = None)
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
         where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
         return problem(422, f"invalid request: {where}", errors=errors)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(_: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client went away mid-body (a timeout, a load generator stopping): nobody reads
+        # this answer, but it must not count or log as a server error.
+        return problem(400, "the client closed the connection before its request body arrived")
 
     @app.exception_handler(Exception)
     async def bug(_: Request, exc: Exception) -> JSONResponse:  # never a traceback in a response
@@ -226,6 +280,8 @@ def create_app(home: str | Path | None = None, settings: Settings | None = None)
 
     for routes in (catalog_routes, behaviour_routes, gorse):  # each router carries its prefix
         app.include_router(routes.router)
+    openapi = app.openapi
+    app.openapi = lambda: document_problems(openapi())  # type: ignore[method-assign]
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["*"], allow_headers=["*"])

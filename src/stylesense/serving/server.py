@@ -7,12 +7,15 @@ they agree through the home's files and database (see :mod:`stylesense.concurren
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
 from dataclasses import asdict
 from pathlib import Path
 
 from fastapi import FastAPI
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from stylesense.serving.app import Settings, create_app
 
@@ -35,4 +38,18 @@ def serve(home: Path | None, settings: Settings, *, host: str = "127.0.0.1", por
         os.environ[_HOME] = str(Path(home).resolve())
     os.environ[_SETTINGS] = json.dumps(asdict(settings))
     uvicorn.run("stylesense.serving.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False)
+                log_level=log_level, access_log=False, http=NoDelayHTTP)
+
+
+class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    """uvicorn's HTTP protocol with Nagle's algorithm off on every connection.
+
+    With ``--workers`` above 1 uvicorn binds the listening socket itself with ``proto`` 0, and
+    asyncio only sets TCP_NODELAY on accepted sockets whose proto is TCP (uvicorn issue #3149):
+    each keep-alive response then waited ~40 ms for the client's delayed ACK."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)

@@ -45,6 +45,12 @@ class ImageError(InvalidInput):
     """An image could not be loaded; ``str(err)`` is a short reason for people."""
 
 
+class NotAnImage(ImageError):
+    """The bytes are no image of an accepted format at all (text, a PDF, an HTML error page),
+    as opposed to a damaged, truncated or oversized image: a server answers the two
+    differently (415 Unsupported Media Type, 422)."""
+
+
 def load_image(
     source: str | Path | bytes,
     *,
@@ -55,7 +61,7 @@ def load_image(
     """Decode ``source`` (a path or the file's bytes) into an 8-bit RGB image.
 
     A path is read only if it is a regular file of at most ``max_bytes`` (so ``/dev/zero`` or a
-    FIFO is refused, not read forever). The size is checked from the header before any pixel
+    FIFO is refused, not read forever); bytes are held to the same cap. The size is checked from the header before any pixel
     is decoded, so a bomb costs nothing. ``draft`` (a target side in pixels) lets JPEGs decode at 1/2, 1/4 or 1/8
     scale directly in the DCT, keeping at least ``draft`` px on both sides: the embedder
     only needs ~224 px, and this is the biggest single saving when indexing large photos.
@@ -63,10 +69,13 @@ def load_image(
     on white), animations yield their first frame.
 
     Raises:
-        ImageError: with a short reason ("file not found", "truncated image", ...).
+        ImageError: with a short reason ("file not found", "truncated image", ...);
+            NotAnImage when the bytes are no image of an accepted format.
     """
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
+        if len(data) > max_bytes:  # an upload: the same cap as a file
+            raise ImageError(f"file too large: {len(data)} bytes > cap {max_bytes}")
         if not data:
             raise ImageError("empty file (0 bytes)")
         return _decode(io.BytesIO(data), max_pixels, draft)
@@ -113,7 +122,7 @@ def _decode(fp: io.BufferedIOBase, max_pixels: int, draft: int | None) -> Image.
         head = fp.read(12)
         if head.startswith(_MAGICS) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
             raise ImageError("corrupt image: damaged header") from None
-        raise ImageError("not an image (unrecognised format)") from None
+        raise NotAnImage("not an image (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         # PIL reports damaged streams with a zoo of exception types.
         message = str(exc)
@@ -202,6 +211,34 @@ def letterbox(
     canvas = Image.new("RGB", (width, height), fill)
     canvas.paste(resized, ((width - new_w) // 2, (height - new_h) // 2))
     return canvas
+
+
+# Media type and file extension per accepted format (MPO: a camera's multi-picture JPEG).
+MEDIA_TYPES = {"JPEG": ("image/jpeg", "jpg"), "MPO": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"),
+               "WEBP": ("image/webp", "webp"), "GIF": ("image/gif", "gif"), "BMP": ("image/bmp", "bmp"),
+               "TIFF": ("image/tiff", "tif"), "AVIF": ("image/avif", "avif")}
+
+
+def media_type(data: bytes) -> tuple[str, str] | None:
+    """(media type, file extension) of an encoded photo, sniffed from its bytes (a client's
+    Content-Type or file name says nothing reliable), or None where the bytes are no image
+    of an accepted format. Reads the header only: ``load_image`` is what vouches for the rest."""
+    Image.init()
+    try:
+        with Image.open(io.BytesIO(data), formats=[f for f in _FORMATS if f in Image.OPEN]) as img:
+            return MEDIA_TYPES.get(img.format or "")
+    except Exception:  # noqa: BLE001 - whatever PIL raises for bytes it cannot place
+        return None
+
+
+def thumbnail_jpeg(data: bytes, size: int, quality: int = 85) -> bytes:
+    """The photo as a JPEG whose longest side is at most ``size`` px (never enlarged), decoded
+    with the same safety as every photo (see :func:`load_image`)."""
+    img = load_image(data, draft=size)
+    img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=quality)
+    return out.getvalue()
 
 
 def content_hash(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str:

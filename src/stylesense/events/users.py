@@ -1,0 +1,173 @@
+"""Shoppers' profiles: the ``users`` table beside the events.
+
+Events alone name shoppers well enough for recommending (an id is all a model needs), but a
+Gorse client also keeps a profile per shopper (labels, a comment, subscriptions) and reads it
+back, so the home stores one: a row per user id, in the home's database, written by
+:class:`UserStore`. A profile is optional: a shopper known only from events is recommended for
+just the same.
+
+Labels follow Gorse's rule, so whatever a Gorse client stored is accepted and comes back
+unchanged: a string, a number, a list of strings or of numbers, or an object whose values are
+labels again (see :func:`label_problem`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Integer, String, Text, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from stylesense.errors import InvalidInput, NotFound
+from stylesense.inputs import check_id
+
+MAX_PAGE = 10_000
+"""Most users one page may hold: a page is read into memory whole."""
+
+
+class UserBase(DeclarativeBase):
+    pass
+
+
+class UserRow(UserBase):
+    __tablename__ = "users"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(255), unique=True, index=True)
+    labels: Mapped[Any] = mapped_column(JSON, nullable=True)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    subscribe: Mapped[list] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class User:
+    """A shopper's profile. ``subscribe``: the categories they follow (older Gorse versions)."""
+
+    user_id: str
+    labels: Any = None
+    comment: str = ""
+    subscribe: list[str] = field(default_factory=list)
+
+    def checked(self) -> "User":
+        """This profile when every field can be stored, else InvalidInput saying which."""
+        check_id(self.user_id, "user id")
+        check_labels(self.labels, f"labels of user {self.user_id!r}")
+        if not isinstance(self.comment, str):
+            raise InvalidInput(f"comment of user {self.user_id!r} must be text")
+        if not isinstance(self.subscribe, list) or not all(isinstance(s, str) for s in self.subscribe):
+            raise InvalidInput(f"subscribe of user {self.user_id!r} must be a list of strings")
+        return self
+
+
+def label_problem(labels: Any) -> str | None:
+    """Why ``labels`` are not Gorse labels, or None: null, a string, a number, a list of only
+    strings or only numbers, or an object mapping names to labels."""
+    if labels is None or isinstance(labels, str) or _number(labels):
+        return None
+    if isinstance(labels, list):
+        if all(isinstance(v, str) for v in labels) or all(_number(v) for v in labels):
+            return None
+        return "a list of labels must hold only strings or only finite numbers"
+    if isinstance(labels, dict):
+        return next((f"label {name!r}: {p}" for name, v in labels.items() if (p := label_problem(v))), None)
+    return f"a label must be text, a number, a list or an object, not {type(labels).__name__}"
+
+
+def check_labels(labels: Any, what: str) -> Any:
+    """``labels`` when they pass :func:`label_problem`, else InvalidInput naming ``what``."""
+    problem = label_problem(labels)
+    if problem:
+        raise InvalidInput(f"{what}: {problem}")
+    return labels
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _user(row: UserRow) -> User:
+    return User(row.user_id, row.labels, row.comment or "", list(row.subscribe or []))
+
+
+class UserStore:
+    """Create, read, page through and delete profiles in the database behind ``engine``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        UserBase.metadata.create_all(engine)
+
+    def upsert(self, users: Sequence[User]) -> int:
+        """Insert the profiles, replacing those stored under the same ids, in one transaction
+        (all are checked first: one bad profile stores none); returns how many were given."""
+        checked = {u.user_id: u.checked() for u in users}  # the last one given for an id wins
+        now = datetime.now(timezone.utc)
+        with Session(self.engine) as s, s.begin():
+            rows = {r.user_id: r for r in s.scalars(select(UserRow).where(UserRow.user_id.in_(list(checked))))}
+            for user_id, user in checked.items():
+                row = rows.get(user_id) or UserRow(user_id=user_id)
+                row.labels, row.comment, row.subscribe, row.updated_at = user.labels, user.comment, user.subscribe, now
+                s.add(row)
+        return len(users)
+
+    def ensure(self, user_ids: Iterable[str]) -> int:
+        """Give each of ``user_ids`` an empty profile unless it has one (a shopper first seen in
+        an event, as Gorse does); returns how many were new."""
+        wanted = {check_id(u, "user id") for u in user_ids}
+        if not wanted:
+            return 0
+        with Session(self.engine) as s, s.begin():
+            have = set(s.scalars(select(UserRow.user_id).where(UserRow.user_id.in_(list(wanted)))))
+            now = datetime.now(timezone.utc)
+            s.add_all(UserRow(user_id=u, labels=None, comment="", subscribe=[], updated_at=now)
+                      for u in sorted(wanted - have))
+        return len(wanted - have)
+
+    def patch(self, user_id: str, *, labels: Any = None, comment: str | None = None,
+              subscribe: list[str] | None = None) -> User:
+        """Change the given fields of a stored profile (None: unchanged); NotFound when the
+        user has none."""
+        with Session(self.engine) as s, s.begin():
+            row = s.scalar(select(UserRow).where(UserRow.user_id == check_id(user_id, "user id")))
+            if row is None:
+                raise NotFound(f"user {user_id} not found")
+            old = _user(row)
+            new = User(user_id, old.labels if labels is None else labels,
+                       old.comment if comment is None else comment,
+                       old.subscribe if subscribe is None else subscribe).checked()
+            row.labels, row.comment, row.subscribe = new.labels, new.comment, new.subscribe
+            row.updated_at = datetime.now(timezone.utc)
+            return new
+
+    def get(self, user_id: str) -> User:
+        """The stored profile; NotFound when there is none."""
+        with Session(self.engine) as s:
+            row = s.scalar(select(UserRow).where(UserRow.user_id == check_id(user_id, "user id")))
+            if row is None:
+                raise NotFound(f"user {user_id} not found")
+            return _user(row)
+
+    def page(self, after: str | None, n: int) -> tuple[list[User], str | None]:
+        """Up to ``n`` profiles in user id order, after the id ``after`` (None: from the
+        first), and the id to pass as ``after`` for the next page (None: this was the last)."""
+        if not 1 <= n <= MAX_PAGE:
+            raise InvalidInput(f"a page holds 1 to {MAX_PAGE} users, not {n}")
+        query = select(UserRow).order_by(UserRow.user_id).limit(n + 1)
+        if after is not None:
+            query = query.where(UserRow.user_id > after)
+        with Session(self.engine) as s:
+            users = [_user(r) for r in s.scalars(query)]
+        return users[:n], users[n - 1].user_id if len(users) > n else None
+
+    def delete(self, user_id: str) -> bool:
+        """Delete the profile; whether there was one. Events are the caller's to delete."""
+        with Session(self.engine) as s, s.begin():
+            row = s.scalar(select(UserRow).where(UserRow.user_id == check_id(user_id, "user id")))
+            if row is not None:
+                s.delete(row)
+            return row is not None
