@@ -203,3 +203,20 @@ def sampled_search_space(model_class, n: int = 20) -> list[dict]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     return [model_class.search_space(study.ask()) for _ in range(n)]
+
+
+def block_shop(root, n_users: int, n_items: int, n_blocks: int, per_user: int, seed: int):
+    """A home (no CNN: random features straight into the store) whose catalogue is a block
+    log's items, each with its ``block`` column, and whose events are that log."""
+    from stylesense.catalog.store import Upsert
+    from stylesense.engine import StyleSense
+
+    ss = StyleSense(root, threads=1)
+    events = block_events(n_users=n_users, n_items=n_items, n_blocks=n_blocks, per_user=per_user,
+                          types=("view", "purchase"), seed=seed)
+    events["ts"] = pd.to_datetime(events["ts"], unit="s", utc=True)
+    ss.behaviour.events.import_frame(events)
+    feats = np.random.default_rng(0).standard_normal((n_items, 8)).astype(np.float32)
+    ids = sorted(set(events["item_id"]))
+    ss.store.upsert([Upsert(i, {"block": i.split("_")[0]}, None, f"h{i}", feats[n]) for n, i in enumerate(ids)])
+    return ss

@@ -10,25 +10,18 @@ import pandas as pd
 import pytest
 
 from stylesense.catalog.filters import Filters
-from stylesense.catalog.store import Upsert
 from stylesense.engine import StyleSense
 from stylesense.errors import InvalidInput
 from stylesense.events import NewEvent
 from stylesense.events.popularity import EventPopularity
 from stylesense.recommenders import Interactions, make_recommender
 
-from recsys_fixtures import T0, block_events
+from recsys_fixtures import T0, block_shop
 
 
 @pytest.fixture
 def shop(tmp_path):
-    ss = StyleSense(tmp_path / "home", threads=1)
-    events = block_events(n_users=60, n_items=24, n_blocks=3, per_user=5, types=("view", "purchase"), seed=5)
-    events["ts"] = pd.to_datetime(events["ts"], unit="s", utc=True)
-    ss.behaviour.events.import_frame(events)
-    feats = np.random.default_rng(0).standard_normal((24, 8)).astype(np.float32)
-    ids = sorted(set(events["item_id"]))
-    ss.store.upsert([Upsert(i, {"block": i.split("_")[0]}, None, f"h{i}", feats[n]) for n, i in enumerate(ids)])
+    ss = block_shop(tmp_path / "home", 60, 24, 3, 5, 5)
     return ss
 
 

@@ -6,13 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stylesense.catalog.store import Upsert
-from stylesense.engine import StyleSense
 from stylesense.errors import InvalidInput, NotReady
 from stylesense.recommenders import Interactions, make_recommender
 from stylesense.recommenders.base import PHOTO_REASON
 
-from recsys_fixtures import QUICK, block_events, block_of
+from recsys_fixtures import QUICK, block_events, block_of, block_shop
 
 MODELS = ["popular", "trending", "itemknn", "ease", "als", "bpr", "visual", "gru4rec", "blend"]
 
@@ -75,13 +73,7 @@ def test_a_photo_row_pulls_its_lookalikes_up_and_says_so(data):
 
 @pytest.fixture
 def shop(tmp_path):
-    ss = StyleSense(tmp_path / "home", threads=1)
-    events = block_events(n_users=40, n_items=16, n_blocks=2, per_user=4, types=("view", "purchase"), seed=1)
-    events["ts"] = pd.to_datetime(events["ts"], unit="s", utc=True)
-    ss.behaviour.events.import_frame(events)
-    feats = np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32)
-    ids = sorted(set(events["item_id"]))
-    ss.store.upsert([Upsert(i, {"block": i.split("_")[0]}, None, f"h{i}", feats[n]) for n, i in enumerate(ids)])
+    ss = block_shop(tmp_path / "home", 40, 16, 2, 4, 1)
     ss.behaviour.train("itemknn")
     return ss
 
