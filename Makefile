@@ -8,7 +8,7 @@ SHARED ?= ../shared/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZ_SECONDS ?= 20
 
-.PHONY: setup fashion-mnist demo test fuzz bench clean
+.PHONY: setup fashion-mnist wrk demo test fuzz bench clean
 
 setup: $(VENV)/.installed
 
@@ -34,13 +34,18 @@ test: setup
 fuzz: setup
 	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 
-bench: setup
+# bench/api.py drives the server with wrk, the HTTP load generator (Debian's package).
+wrk:
+	@command -v wrk >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk)
+
+bench: setup wrk
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/embedding.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/index_scale.py
 	$(BIN)/python bench/adapter.py
 	$(BIN)/python bench/recommenders.py
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(HOME_DIR) bench/results

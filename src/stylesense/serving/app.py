@@ -67,7 +67,7 @@ class Server:
 
 # What the one error mapping of the app may answer on any /v1 or /api route (the library's
 # errors, the body limit, request validation, a client gone mid-body), and on keyed routes.
-ROUTE_ERRORS = {400: "the client left before its body arrived, or a malformed body",
+ROUTE_ERRORS = {400: "a malformed multipart body, or the client left before its body arrived",
                 404: "no such item, user, job or model", 409: "not ready (e.g. no model trained yet) or a conflict",
                 413: "body over the size limit", 415: "not a supported media type or image format",
                 422: "invalid input: the detail says which and why", 500: "a damaged home or a bug (see the server log)"}

@@ -1,0 +1,401 @@
+"""REST API throughput and latency under a real load generator, beside the same calls in-process.
+
+    python bench/api.py [--duration 10] [--rounds 3] [--connections 16] [--workers 2]
+                        [--only ROUTE ...] [--out bench/results/api.json]
+
+Needs `wrk` (Debian: `apt-get install wrk`; `make bench` installs it); the Lua scripts it runs
+are in bench/wrk/.
+
+The home (bench/results/homes/api, kept so a rerun skips the embedding) holds the shared
+Kaggle catalogue (every photo embedded) and MovieLens-100K's 100,000 ratings with its 1,682
+movies mapped one-to-one onto the first 1,682 Kaggle products (sorted ids), so that behaviour
+and catalogue share their items; EASE is trained on them and is the default model. A run
+starts by deleting the shoppers a previous run's event rows wrote, and retrains EASE then.
+
+`stylesense serve --workers 2` runs on 127.0.0.1, each worker with one CPU thread (OMP,
+OpenBLAS, MKL and the library's own setting), and wrk drives it with ``--connections`` (16)
+keep-alive connections on 2 threads for ``--duration`` seconds per route: req/s, p50/p99
+latency, errors (any non-2xx answer counts, and the first one is printed; a row with errors
+misses its target) and the CPU seconds each worker spent, from /proc. Every event a request
+sends is new (an event id of its own), so each is inserted and committed before its answer.
+Native and Gorse-compatible routes run side by side. Then the same route with one connection
+(one request in flight), and the same call through the library in this process on one
+thread: ``api_overhead`` is library calls/s over API req/s at one connection, the cost of
+HTTP, keys, JSON and the app per call.
+
+The machine's 2 cores are shared by wrk, both workers and this process (and whatever else
+runs), so ``--rounds`` interleave the routes (reads' rounds, then writes', whose events the
+reads would otherwise fold in) and each row keeps its median round; ``req/CPU-s`` (requests
+per CPU second of the workers) is the figure least moved by other load. Each worker's
+resident memory is read after the warm-up and at the end. The JSON records the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+os.environ.update(THREADS)  # before numpy loads: the in-process rows run on one thread too
+
+import httpx  # noqa: E402
+
+from common import RESULTS, ROOT, write_json  # noqa: E402
+
+DATA = Path(os.environ.get("STYLESENSE_SHARED_DATA", ROOT / ".." / "shared" / "data"))
+HOME = RESULTS / "homes" / "api"
+LUA = ROOT / "bench" / "wrk"
+EXE = Path(sys.executable).with_name("stylesense")
+MODEL = "ease"
+BENCH_USERS = ("bench-", "library-")  # the shoppers whose events the event rows write
+TARGETS = {  # issue 11, with 16 connections on 2 cores
+    "recommendations": {"rps": 300, "p99_ms": 50},
+    "search by item": {"rps": 300},
+    "search by photo": {"single_p50_ms": 40},  # "p50 < 40 ms for one photo": one request in flight
+    "events, single": {"rps": 300},
+    "events, batches of 100": {"events_per_s": 5000},
+}
+
+
+def build_home(threads: int):
+    """The benchmark's home (see the module docstring); each step is skipped when done."""
+    from stylesense.datasets import kaggle_fashion, movielens_100k
+    from stylesense.engine import StyleSense
+
+    ss = StyleSense(HOME, threads=threads)
+    source = kaggle_fashion(DATA / "fashion-product-images")
+    if not ss.store.count():
+        started = time.perf_counter()
+        report = ss.import_catalog(source.csv, source.image_template, id_column=source.id_column)
+        print(f"catalogue: {report.added} Kaggle products embedded in {time.perf_counter() - started:.0f} s")
+    if ss.behaviour.events.count() < 100_000:
+        ratings = movielens_100k(DATA / "movielens-100k")
+        products = sorted((it.item_id for it in ss.items()), key=int)
+        movies = sorted(ratings["item_id"].unique(), key=int)
+        to_product = dict(zip(movies, products))
+        ratings = ratings.assign(item_id=ratings["item_id"].map(to_product), type="rating",
+                                 ts=ratings["timestamp"], value=ratings["rating"])
+        counts = ss.behaviour.events.import_frame(ratings[["user_id", "item_id", "type", "ts", "value"]])
+        print(f"events: {counts.inserted} MovieLens ratings stored")
+    written = [u for u in ss.behaviour.events.users() if u.startswith(BENCH_USERS)]
+    if written:  # a previous run's event rows: back to the built home
+        from stylesense.gorse import Gorse
+
+        gorse = Gorse(ss)
+        for user in written:
+            gorse.delete_user(user)
+    if written or ss.config.recommender != MODEL:
+        _, seconds = ss.behaviour.train(MODEL)
+        print(f"{MODEL} trained in {seconds:.1f} s")
+    return ss
+
+
+def query_photo() -> Path:
+    """A shopper's photo: an H&M product shot (not in the Kaggle catalogue, portrait 360x540),
+    else a Kaggle one."""
+    hm = sorted((DATA / "hm" / "images").glob("*/*.jpg"))[:1]
+    return hm[0] if hm else sorted((DATA / "fashion-product-images" / "images").glob("*.jpg"))[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """``stylesense serve`` in its own process group, stopped with it."""
+
+    workers: int
+    url: str = ""
+    proc: subprocess.Popen | None = None
+    log: Path = RESULTS / "api-server.log"
+
+    def start(self) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [str(EXE), "--home", str(HOME), "--threads", "1", "serve", "--port", str(port),
+                 "--workers", str(self.workers)],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **THREADS}, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                sys.exit(f"the server exited with {self.proc.returncode}; see {self.log}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        sys.exit(f"the server was not ready after 120 s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes: the supervisor's children that multiprocessing spawned (not
+        its resource tracker)."""
+        assert self.proc is not None
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        return [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+    def worker_rss_mb(self) -> list[float]:
+        """Resident memory of each worker, MB."""
+        out = []
+        for pid in self.worker_pids():
+            status = Path(f"/proc/{pid}/status").read_text()
+            kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+            out.append(round(kb / 1024, 1))
+        return out
+
+    def worker_cpu_s(self) -> list[float]:
+        """CPU seconds (user + system) each worker has used so far."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        return [sum(map(int, Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13])) / ticks
+                for pid in self.worker_pids()]
+
+
+@dataclass
+class Route:
+    """One benchmarked call: the wrk script and its settings, and the same call in-process."""
+
+    name: str
+    script: str
+    env: dict[str, str]
+    library: Callable[[int], object]  # call number -> one call through the library
+    events_per_request: int = 1
+    gorse: bool = False
+
+
+def wrk(route: Route, url: str, key: str, connections: int, seconds: float, run: str) -> dict:
+    """One wrk run of ``route``: its JSON summary with req/s added."""
+    out = RESULTS / "wrk-out.json"
+    out.unlink(missing_ok=True)
+    env = {**os.environ, "WRK_LUA_DIR": str(LUA), "WRK_KEY": key, "WRK_OUT": str(out), "WRK_RUN": run,
+           **route.env}
+    threads = min(2, connections)
+    subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
+                    "-s", str(LUA / route.script), url], env=env, check=True, capture_output=True, cwd=ROOT)
+    result = json.loads(out.read_text())
+    result["rps"] = round(result["requests"] / result["seconds"], 1)
+    result["errors_total"] = sum(result["errors"].values())
+    if result["errors_total"]:
+        print(f"  {route.name}: {result['errors_total']} errors; the first answer that was not 2xx: "
+              f"{result['first_error'] or '-'}", flush=True)
+    return result
+
+
+def in_process(call: Callable[[int], object], seconds: float) -> dict:
+    """Calls/s and latency of ``call`` on this thread for about ``seconds`` (after 20 warm-up calls)."""
+    for n in range(20):
+        call(n)
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    n = 20
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        call(n)
+        times.append(time.perf_counter() - start)
+        n += 1
+    ms = sorted(t * 1e3 for t in times)
+    return {"calls": len(ms), "calls_per_s": round(len(ms) / sum(times), 1), "p50_ms": round(statistics.median(ms), 3),
+            "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 3)}
+
+
+def routes(ss, files: dict[str, Path], operations: set[str]) -> list[Route]:
+    """Every benchmarked route the app serves (``operations``: "METHOD /path" from /openapi.json),
+    reads first: the event rows add events, which later reads would fold in."""
+    from stylesense.events import NewEvent
+    from stylesense.gorse import Feedback, Gorse
+
+    gorse = Gorse(ss)
+    users, items, rated = (files[name].read_text().split() for name in ("users", "items", "rated"))
+    photo = files["photo"].read_bytes()
+
+    def events(n: int, size: int) -> list[NewEvent]:
+        return [NewEvent(f"library-{(n * size + j) % 500}", items[(n * size + j) % len(items)], "view",
+                         event_id=f"library-{time.time_ns()}-{j}") for j in range(size)]
+
+    def feedback(n: int, size: int) -> list[Feedback]:
+        return [Feedback("view", f"library-{(n * size + j) % 500}", items[(n * size + j) % len(items)])
+                for j in range(size)]
+
+    def get(path: str, ids: str) -> dict[str, str]:
+        return {"WRK_IDS": str(files[ids]), "WRK_PATH": path}
+
+    def writes(api: str, size: int) -> dict[str, str]:
+        return {"WRK_IDS": str(files["items"]), "WRK_API": api, "WRK_BATCH": str(size)}
+
+    candidates = [
+        ("GET /v1/users/{user_id}/recommendations", Route(
+            "recommendations", "get.lua", get("/v1/users/{id}/recommendations?k=10", "users"),
+            lambda n: [r.to_dict() for r in ss.behaviour.recommend(users[n % len(users)], 10)])),
+        ("GET /api/recommend/{user_id}", Route(
+            "recommendations", "get.lua", get("/api/recommend/{id}?n=10", "users"),
+            lambda n: [r.item_id for r in gorse.recommend(users[n % len(users)], 10)], gorse=True)),
+        ("POST /v1/search", Route(
+            "search by item", "search_item.lua", {"WRK_IDS": str(files["items"])},
+            lambda n: [h.to_dict() for h in ss.search(item=items[n % len(items)], k=10)])),
+        ("GET /v1/items/{item_id}/similar", Route(
+            "similar items", "get.lua", get("/v1/items/{id}/similar?k=10", "items"),
+            lambda n: [h.to_dict() for h in ss.search(item=items[n % len(items)], k=10)])),
+        ("GET /api/item/{item_id}/neighbors", Route(
+            "similar items", "get.lua", get("/api/item/{id}/neighbors?n=10", "rated"),
+            lambda n: [r.to_dict() for r in gorse.neighbors(rated[n % len(rated)], 10)], gorse=True)),
+        ("POST /v1/search", Route(
+            "search by photo", "search_photo.lua", {"WRK_FILE": str(files["photo"])},
+            lambda n: [h.to_dict() for h in ss.search(photo, k=10)])),
+        ("POST /v1/events", Route(
+            "events, single", "events.lua", writes("native", 1),
+            lambda n: ss.behaviour.add_events(events(n, 1)))),
+        ("POST /api/feedback", Route(
+            "events, single", "events.lua", writes("gorse", 1),
+            lambda n: gorse.insert_feedback(feedback(n, 1)), gorse=True)),
+        ("POST /v1/events", Route(
+            "events, batches of 100", "events.lua", writes("native", 100),
+            lambda n: ss.behaviour.add_events(events(n, 100)), events_per_request=100)),
+        ("POST /api/feedback", Route(
+            "events, batches of 100", "events.lua", writes("gorse", 100),
+            lambda n: gorse.insert_feedback(feedback(n, 100)), events_per_request=100, gorse=True)),
+    ]
+    return [route for operation, route in candidates if operation in operations]
+
+
+def median_run(runs: list[dict], rate: str) -> dict:
+    """The run with the median ``rate`` (the lower middle one of an even count), whole: its
+    latencies belong to its own rate."""
+    return sorted(runs, key=lambda run: run[rate])[(len(runs) - 1) // 2]
+
+
+def row_of(route: Route, rounds: list[tuple[dict, dict, dict]]) -> dict:
+    """One table row from every round of a route: the median round of each measurement."""
+    loaded = median_run([r[0] for r in rounds], "rps")
+    single = median_run([r[1] for r in rounds], "rps")
+    library = median_run([r[2] for r in rounds], "calls_per_s")
+    errors = sum(r[0]["errors_total"] + r[1]["errors_total"] for r in rounds)
+    row = {"route": route.name, "api": "gorse" if route.gorse else "native",
+           "rps": loaded["rps"], "p50_ms": round(loaded["p50_ms"], 2), "p99_ms": round(loaded["p99_ms"], 2),
+           "errors": errors, "single_rps": single["rps"], "single_p50_ms": round(single["p50_ms"], 2),
+           "single_p99_ms": round(single["p99_ms"], 2),
+           "library_calls_per_s": library["calls_per_s"], "library_p50_ms": library["p50_ms"],
+           "api_overhead": round(library["calls_per_s"] / single["rps"], 2) if single["rps"] else None,
+           "requests_per_worker_cpu_s": round(loaded["requests"] / cpu, 1) if (cpu := sum(loaded["worker_cpu_s"])) else None,
+           "rps_by_round": [r[0]["rps"] for r in rounds], "wrk": loaded, "wrk_single": single, "library": library}
+    if route.name.startswith("events"):
+        row["events_per_s"] = round(loaded["rps"] * route.events_per_request)
+    target = {} if route.gorse else TARGETS.get(route.name, {})
+    row["target"] = target
+    row["meets_target"] = errors == 0 and all(
+        (row[k] < v if k.endswith("_ms") else row[k] >= v) for k, v in target.items())
+    return row
+
+
+def print_table(rows: list[dict], memory: dict) -> None:
+    head = (f"{'route':24s} {'api':6s} {'req/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'events/s':>8s} {'err':>4s} "
+            f"{'req/CPU-s':>9s} {'1-conn p50':>10s} {'library/s':>9s} {'overhead':>8s}  target")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        ok = "" if not r["target"] else ("met" if r["meets_target"] else "MISSED")
+        print(f"{r['route']:24s} {r['api']:6s} {r['rps']:7.0f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f} "
+              f"{r.get('events_per_s', ''):>8} {r['errors']:4d} {r['requests_per_worker_cpu_s'] or 0:9.0f} "
+              f"{r['single_p50_ms']:10.2f} {r['library_calls_per_s']:9.0f} {r['api_overhead']:8.2f}x  {ok}")
+    print(f"worker RSS, MB: after warm-up {memory['after_warmup_mb']}, at the end {memory['at_end_mb']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of wrk per route, 16 connections")
+    parser.add_argument("--single-duration", type=float, default=5.0, help="seconds of wrk per route, 1 connection")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of wrk per route before timing, "
+                        "repeated (up to 5 times) until its p99 is under a second")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the routes; the median is kept")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--only", nargs="+", default=None, help="route names to run (default: all)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "api.json")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench/api.py needs wrk, the HTTP load generator: apt-get install wrk")
+    if not (DATA / "fashion-product-images" / "styles.csv").exists() or not (DATA / "movielens-100k").is_dir():
+        sys.exit(f"bench/api.py needs the shared Kaggle catalogue and MovieLens-100K under {DATA}")
+    load_before = os.getloadavg()[0]
+
+    from stylesense.serving.keys import KeyStore
+
+    ss = build_home(threads=1)
+    keys = KeyStore(ss.store.engine)
+    key, info = keys.create("write", name=f"bench-{time.time_ns()}")
+    files = {name: RESULTS / f"api-{name}.txt" for name in ("items", "users", "rated")}
+    files["items"].write_text("\n".join(it.item_id for it in ss.items()) + "\n")
+    files["users"].write_text("\n".join(ss.behaviour.events.users()) + "\n")
+    files["rated"].write_text("\n".join(sorted(set(ss.behaviour.events.frame()["item_id"]))) + "\n")
+    files["photo"] = query_photo()
+
+    server = Server(args.workers)
+    server.start()
+    try:
+        spec = httpx.get(f"{server.url}/openapi.json").json()
+        operations = {f"{method.upper()} {path}" for path, ops in spec["paths"].items() for method in ops}
+        chosen = [r for r in routes(ss, files, operations) if args.only is None or r.name in args.only]
+        rounds: list[list[tuple[dict, dict, dict]]] = [[] for _ in chosen]
+        # Rounds interleave the routes, so that a burst of load elsewhere hits them alike: the
+        # reads' rounds first, then the writes' (whose events the reads would otherwise fold in).
+        reads = [(r, runs) for r, runs in zip(chosen, rounds) if not r.name.startswith("events")]
+        writes = [(r, runs) for r, runs in zip(chosen, rounds) if r.name.startswith("events")]
+        memory: dict[str, list[float]] = {}
+        for group in (reads, writes):
+            for route, _ in group:  # warm-up: every worker loads the model, index and embedder
+                for _ in range(5):
+                    if wrk(route, server.url, key, args.connections, args.warmup, run=f"w{time.time_ns()}")["p99_ms"] < 1000:
+                        break
+            memory.setdefault("after_warmup_mb", server.worker_rss_mb())
+            for n, (route, runs) in ((n, entry) for n in range(args.rounds) for entry in group):
+                cpu_before = server.worker_cpu_s()
+                loaded = wrk(route, server.url, key, args.connections, args.duration, run=f"r{time.time_ns()}")
+                loaded["worker_cpu_s"] = [round(b - a, 1) for a, b in zip(cpu_before, server.worker_cpu_s())]
+                single = wrk(route, server.url, key, 1, args.single_duration, run=f"s{time.time_ns()}")
+                runs.append((loaded, single, in_process(route.library, args.single_duration)))
+                print(f"  round {n + 1}, {route.name} ({'gorse' if route.gorse else 'native'}): "
+                      f"{loaded['rps']:.0f} req/s, p99 {loaded['p99_ms']:.1f} ms", flush=True)
+        rows = [row_of(route, runs) for route, runs in zip(chosen, rounds)]
+        memory["at_end_mb"] = server.worker_rss_mb()
+    finally:
+        server.stop()
+        keys.revoke(info.key_id)
+    print_table(rows, memory)
+    write_json(args.out, {
+        "config": {"connections": args.connections, "wrk_threads": 2, "duration_s": args.duration, "rounds": args.rounds,
+                   "single_duration_s": args.single_duration, "workers": args.workers,
+                   "threads_per_worker": 1, "model": MODEL, "items": ss.store.count(),
+                   "events_before": 100_000, "machine": platform.processor() or platform.machine(),
+                   "cpus": os.cpu_count(), "loadavg_before": round(load_before, 2),
+                   "loadavg_after": round(os.getloadavg()[0], 2)},
+        "rows": rows, "worker_rss_mb": memory,
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""The API as a shop runs it: `stylesense serve` in a subprocess on 127.0.0.1 with two workers,
+called over real sockets. Durability (SIGKILL mid-stream loses no acknowledged event and
+stores none twice), concurrency (8 writers and 8 readers: no errors, no lost or doubled
+events) and schemathesis against /openapi.json (no 5xx, responses match the schema).
+
+Select them with ``-m server``; they run in ``make test`` too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi import checks as openapi_checks
+
+from stylesense.engine import StyleSense
+
+pytestmark = pytest.mark.server
+
+EXE = Path(sys.executable).with_name("stylesense")
+STARTUP_S = 60.0  # two workers importing the app on a busy 2-core machine
+STREAMED = 5000  # events the durability test sends one by one
+RESENT = 50  # the last events before the crash, sent again after the restart
+CONCURRENT_S = float(os.environ.get("STYLESENSE_API_CONCURRENCY_SECONDS", "20"))
+SCHEMA_EXAMPLES = int(os.environ.get("STYLESENSE_API_SCHEMA_EXAMPLES", "10"))  # per operation, valid and invalid each
+ITEMS = [str(i) for i in range(1, 25)]  # the test catalogue's ids (conftest.write_catalog)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """``stylesense --home HOME serve --workers 2`` in its own process group (uvicorn's
+    supervisor and its workers), so a SIGKILL reaches every process at once, as a crash would."""
+
+    def __init__(self, home: Path, log: Path) -> None:
+        self.home, self.log = home, log
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(EXE), "--home", str(self.home), "--threads", "1", "serve", "--port", str(port),
+                 "--workers", "2"],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + STARTUP_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"the server exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        pytest.fail(f"no answer on {self.url}/health after {STARTUP_S:.0f} s:\n{self.tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, and reap the supervisor."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+@pytest.fixture
+def write_key(home_copy: Path) -> str:
+    """A write key for the home, made by the CLI as an operator would."""
+    done = subprocess.run([str(EXE), "--home", str(home_copy), "keys", "create", "--role", "write"],
+                          capture_output=True, text=True, check=True, timeout=60)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def server(home_copy: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    """A running server over a private copy of the test home; killed however the test ends."""
+    live = LiveServer(home_copy, tmp_path / "server.log")
+    try:
+        live.start()
+        yield live
+    finally:
+        live.kill()
+
+
+def test_the_workers_answer_keep_alive_requests_without_a_delayed_ack_wait(server: LiveServer, write_key: str) -> None:
+    """With several workers uvicorn's listening socket left Nagle's algorithm on, and each
+    keep-alive answer waited ~40 ms for the client's delayed ACK (see server.NoDelayHTTP)."""
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": write_key}) as c:
+        assert c.get("/ready").json()["ready"] is True
+        r = c.get("/v1/users/alice/recommendations", params={"k": 3})
+        assert r.status_code == 200 and len(r.json()["items"]) == 3
+        seconds = []
+        for _ in range(30):
+            start = time.perf_counter()
+            assert c.get("/health").status_code == 200
+            seconds.append(time.perf_counter() - start)
+    assert statistics.median(seconds) < 0.02
+    assert httpx.get(f"{server.url}/v1/users/alice/recommendations").status_code == 401
+
+
+def stored(home: Path, prefix: str) -> Counter[str]:
+    """How many times each event id starting with ``prefix`` is in the database, read through
+    the library by a process of its own (the test's), as the CLI would."""
+    events = StyleSense(home).behaviour.events.events()
+    return Counter(e.event_id for e in events if e.event_id and e.event_id.startswith(prefix))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def test_a_killed_server_loses_no_acknowledged_event_and_stores_none_twice(server: LiveServer, write_key: str) -> None:
+    """Events one by one, each acknowledged only after its commit; SIGKILL (every process of
+    the server at once) part-way; a restart; the last RESENT events before the crash sent
+    again, the unacknowledged one included, then the rest. Every event is stored exactly
+    once, and the counts the server reported add up to that."""
+
+    def event(i: int) -> dict[str, str]:  # no time: the server stamps it, so only the id dedupes
+        return {"user_id": f"dur{i % 50}", "item_id": ITEMS[i % len(ITEMS)], "type": "view", "event_id": f"dur-{i}"}
+
+    acked: list[int] = []
+    kill_at = STREAMED // 3
+    killer = threading.Thread(target=lambda: (wait_for(lambda: len(acked) >= kill_at), server.kill()), daemon=True)
+    killer.start()
+    crashed_at = None
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": write_key}, timeout=30) as c:
+        for i in range(STREAMED):
+            try:
+                r = c.post("/v1/events", json=event(i))
+            except httpx.TransportError:
+                crashed_at = i
+                break
+            assert r.status_code == 200, r.text
+            assert r.json() == {"inserted": 1, "duplicates": 0}
+            acked.append(i)
+    killer.join()
+    assert crashed_at is not None, "the server was not killed mid-stream"
+    assert stored(server.home, "dur-").keys() >= {f"dur-{i}" for i in acked}  # before any resend
+
+    server.start()
+    again = {"inserted": 0, "duplicates": 0}
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": write_key}, timeout=30) as c:
+        for i in range(max(0, crashed_at - RESENT), STREAMED):
+            r = c.post("/v1/events", json=event(i))
+            assert r.status_code == 200, r.text
+            for key in again:
+                again[key] += r.json()[key]
+            if i < crashed_at:
+                assert r.json() == {"inserted": 0, "duplicates": 1}  # acknowledged before: not again
+
+    counts = stored(server.home, "dur-")
+    assert len(counts) == STREAMED and set(counts.values()) == {1}, "lost or doubled events"
+    in_flight_committed = STREAMED - len(acked) - again["inserted"]  # committed, its answer lost in the crash
+    assert in_flight_committed in (0, 1)
+    assert again["duplicates"] == min(RESENT, crashed_at) + in_flight_committed
+    print(f"\ndurability: {len(acked)} acknowledged before SIGKILL at event {crashed_at} "
+          f"(in flight and committed: {in_flight_committed}); {STREAMED - crashed_at + min(RESENT, crashed_at)} "
+          f"sent after the restart, {again['duplicates']} recognised as stored; {len(counts)} stored, each once")
+
+
+def test_concurrent_writers_and_readers_see_no_errors_and_lose_no_events(server: LiveServer, write_key: str) -> None:
+    """8 writer and 8 reader clients, each its own keep-alive connection, for CONCURRENT_S:
+    every request answers 2xx (a 5xx, "database is locked" included, fails), every event
+    a writer had acknowledged is stored once, and reads keep answering while the writes go on."""
+    deadline = time.monotonic() + CONCURRENT_S
+    problems: list[str] = []
+    written: dict[int, int] = {}  # writer -> events acknowledged
+    read_ms: dict[int, list[float]] = {k: [] for k in range(8)}  # reader -> its answers' latencies
+
+    def writer(w: int) -> None:
+        sent = 0
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": write_key}, timeout=30) as c:
+            n = 0
+            while time.monotonic() < deadline and not problems:
+                size = 10 if n % 5 == 4 else 1  # mostly single events, some batches
+                batch = [{"user_id": f"cw{w}-{(sent + j) % 5}", "item_id": ITEMS[(sent + j) % len(ITEMS)],
+                          "type": "view", "event_id": f"cw{w}-{sent + j}"} for j in range(size)]
+                try:
+                    r = c.post("/v1/events", json=batch if size > 1 else batch[0])
+                except httpx.HTTPError as e:
+                    problems.append(f"writer {w}: {type(e).__name__}: {e}")
+                    break
+                if r.status_code != 200 or r.json() != {"inserted": size, "duplicates": 0}:
+                    problems.append(f"writer {w}: {r.status_code} {r.text[:300]}")
+                    break
+                sent += size
+                n += 1
+        written[w] = sent
+
+    def reader(k: int) -> None:
+        calls = [
+            lambda c, n: c.get(f"/v1/users/cw{n % 8}-{n % 5}/recommendations", params={"k": 5}),
+            lambda c, n: c.get(f"/v1/users/cw{n % 8}-{n % 5}/events", params={"limit": 20}),
+            lambda c, n: c.post("/v1/search", json={"item_id": ITEMS[n % len(ITEMS)], "k": 5}),
+            lambda c, n: c.get(f"/v1/items/{ITEMS[n % len(ITEMS)]}"),
+            lambda c, n: c.get("/v1/users/alice/recommendations", params={"k": 5}),
+        ]
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": write_key}, timeout=30) as c:
+            n = k
+            while time.monotonic() < deadline and not problems:
+                start = time.perf_counter()
+                try:
+                    r = calls[n % len(calls)](c, n)
+                except httpx.HTTPError as e:
+                    problems.append(f"reader {k}: {type(e).__name__}: {e}")
+                    break
+                read_ms[k].append((time.perf_counter() - start) * 1e3)
+                if r.status_code != 200:
+                    problems.append(f"reader {k}: {r.request.method} {r.request.url.path} -> {r.status_code} {r.text[:300]}")
+                    break
+                n += 1
+
+    clients = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    clients += [threading.Thread(target=reader, args=(k,)) for k in range(8)]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join(CONCURRENT_S + 120)
+    assert not problems, problems[:5]
+    assert "database is locked" not in server.tail(1 << 20)
+
+    counts = stored(server.home, "cw")
+    assert set(counts.values()) <= {1}, "an event was stored twice"
+    assert len(written) == 8
+    for w, sent in written.items():
+        assert sum(1 for e in counts if e.startswith(f"cw{w}-")) == sent, f"writer {w}: events lost"
+    for k, answers in read_ms.items():  # none starved while the writes went on
+        assert len(answers) >= CONCURRENT_S / 2, f"reader {k}: {len(answers)} answers in {CONCURRENT_S:g} s"
+    every = [ms for answers in read_ms.values() for ms in answers]
+    q = statistics.quantiles(every, n=100)
+    print(f"\nconcurrency, {CONCURRENT_S:g} s: {sum(written.values())} events by 8 writers, all stored once; "
+          f"{len(every)} reads by 8 readers, p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(every):.0f} ms")
+
+
+def test_every_route_answers_within_its_openapi_schema(server: LiveServer, write_key: str) -> None:
+    """schemathesis over every operation of /openapi.json, with a write key (admin-only routes
+    answer 403 and are checked for that), SCHEMA_EXAMPLES valid and as many invalid inputs
+    each: no 5xx, and status, content type, headers and body as the schema documents; invalid
+    input is refused with a 4xx. Every failure is collected, then reported together."""
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    headers = {"X-API-Key": write_key}
+    conformance = [not_a_server_error, openapi_checks.status_code_conformance,
+                   openapi_checks.content_type_conformance, openapi_checks.response_headers_conformance,
+                   openapi_checks.response_schema_conformance]
+    modes = {GenerationMode.POSITIVE: conformance,
+             GenerationMode.NEGATIVE: [*conformance, openapi_checks.negative_data_rejection]}
+    ran: Counter[str] = Counter()
+    failures: dict[tuple[str, str], str] = {}  # (operation, check) -> the first case and answer
+    with httpx.Client() as probe:
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            for mode, checks in modes.items():
+
+                @given(case=operation.as_strategy(generation_mode=mode))
+                @settings(max_examples=SCHEMA_EXAMPLES, deadline=None, database=None, derandomize=True,
+                          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+                def run(case) -> None:
+                    ran[operation.label] += 1
+                    try:
+                        case.call_and_validate(headers=headers, checks=checks, timeout=60)
+                    except (FailureGroup, Failure) as e:
+                        found = e.exceptions if isinstance(e, FailureGroup) else [e]
+                        for failure in found:
+                            failures.setdefault((operation.label, failure.title), f"{case.as_curl_command(headers)}\n"
+                                                f"{failure.message[:600]}")
+
+                try:
+                    run()
+                except Unsatisfiable:  # nothing to make invalid: no parameters, no body
+                    assert mode is GenerationMode.NEGATIVE
+            assert probe.get(f"{server.url}/health").status_code == 200  # still up
+    assert "unhandled error" not in server.tail(1 << 22)
+    report = "\n\n".join(f"{op}: {check}\n{detail}" for (op, check), detail in failures.items())
+    print(f"\nschemathesis: {sum(ran.values())} cases over {len(ran)} operations, {len(failures)} failures")
+    assert not failures, report
