@@ -266,3 +266,28 @@ def test_times_and_durations():
     for bad in ("10", "5 m", "1d", "h"):
         with pytest.raises(InvalidInput, match="Go duration"):
             parse_duration(bad)
+
+
+def test_concurrent_first_feedback_of_one_new_shopper_makes_one_profile(ss):
+    """Requests naming the same new shopper at once (the bench saw UNIQUE errors as 500s)."""
+    import threading
+
+    stores = [UserStore(ss.store.engine) for _ in range(8)]
+    made: list[int] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(stores))
+
+    def ensure(store: UserStore) -> None:
+        start.wait()
+        try:
+            made.append(store.ensure([f"new-{i}" for i in range(20)]))
+        except BaseException as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=ensure, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and sum(made) == 20
+    assert len(UserStore(ss.store.engine).page(None, 100)[0]) >= 20

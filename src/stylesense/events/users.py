@@ -121,12 +121,18 @@ class UserStore:
         wanted = {check_id(u, "user id") for u in user_ids}
         if not wanted:
             return 0
-        with Session(self.engine) as s, s.begin():
-            have = set(s.scalars(select(UserRow.user_id).where(UserRow.user_id.in_(list(wanted)))))
-            now = datetime.now(timezone.utc)
-            s.add_all(UserRow(user_id=u, labels=None, comment="", subscribe=[], updated_at=now)
-                      for u in sorted(wanted - have))
-        return len(wanted - have)
+        # INSERT .. ON CONFLICT DO NOTHING: two requests naming the same new shopper at once
+        # must not both insert (a check first, then an insert, raced into UNIQUE errors).
+        if self.engine.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        table = UserRow.__table__
+        now = datetime.now(timezone.utc)
+        rows = [{"user_id": u, "labels": None, "comment": "", "subscribe": [], "updated_at": now} for u in sorted(wanted)]
+        statement = insert(table).on_conflict_do_nothing(index_elements=["user_id"]).returning(table.c.user_id)
+        with self.engine.begin() as conn:
+            return len(conn.execute(statement, rows).all())
 
     def patch(self, user_id: str, *, labels: Any = None, comment: str | None = None,
               subscribe: list[str] | None = None) -> User:
