@@ -37,8 +37,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,7 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+from stylesense.serving.process import THREADS, ServerProcess  # noqa: E402 - imports no numpy
+
 os.environ.update(THREADS)  # before numpy loads: the in-process rows run on one thread too
 
 import httpx  # noqa: E402
@@ -57,7 +56,6 @@ from common import RESULTS, ROOT, write_json  # noqa: E402
 DATA = Path(os.environ.get("STYLESENSE_SHARED_DATA", ROOT / ".." / "shared" / "data"))
 HOME = RESULTS / "homes" / "api"
 LUA = ROOT / "bench" / "wrk"
-EXE = Path(sys.executable).with_name("stylesense")
 MODEL = "ease"
 BENCH_USERS = ("bench-", "library-")  # the shoppers whose events the event rows write
 TARGETS = {  # issue 11, with 16 connections on 2 cores
@@ -109,50 +107,17 @@ def query_photo() -> Path:
     return hm[0] if hm else sorted((DATA / "fashion-product-images" / "images").glob("*.jpg"))[0]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Server(ServerProcess):
+    """The benchmarked server, and what the bench reads of its workers."""
 
+    def __init__(self, workers: int) -> None:
+        super().__init__(HOME, RESULTS / "api-server.log", workers=workers)
 
-@dataclass
-class Server:
-    """``stylesense serve`` in its own process group, stopped with it."""
-
-    workers: int
-    url: str = ""
-    proc: subprocess.Popen | None = None
-    log: Path = RESULTS / "api-server.log"
-
-    def start(self) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [str(EXE), "--home", str(HOME), "--threads", "1", "serve", "--port", str(port),
-                 "--workers", str(self.workers)],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **THREADS}, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                sys.exit(f"the server exited with {self.proc.returncode}; see {self.log}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        sys.exit(f"the server was not ready after 120 s; see {self.log}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+    def start(self) -> None:  # type: ignore[override]
+        try:
+            super().start(ready="/ready")
+        except RuntimeError as e:
+            sys.exit(str(e))
 
     def worker_pids(self) -> list[int]:
         """The worker processes: the supervisor's children that multiprocessing spawned (not

@@ -9,8 +9,6 @@ Select them with ``-m server``; they run in ``make test`` too.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +29,7 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from stylesense.engine import StyleSense
+from stylesense.serving.process import ServerProcess
 
 pytestmark = pytest.mark.server
 
@@ -43,54 +42,6 @@ SCHEMA_EXAMPLES = int(os.environ.get("STYLESENSE_API_SCHEMA_EXAMPLES", "10"))  #
 ITEMS = [str(i) for i in range(1, 25)]  # the test catalogue's ids (conftest.write_catalog)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    """``stylesense --home HOME serve --workers 2`` in its own process group (uvicorn's
-    supervisor and its workers), so a SIGKILL reaches every process at once, as a crash would."""
-
-    def __init__(self, home: Path, log: Path) -> None:
-        self.home, self.log = home, log
-        self.proc: subprocess.Popen | None = None
-        self.url = ""
-
-    def start(self) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [str(EXE), "--home", str(self.home), "--threads", "1", "serve", "--port", str(port),
-                 "--workers", "2"],
-                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        deadline = time.monotonic() + STARTUP_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"the server exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.kill()
-        pytest.fail(f"no answer on {self.url}/health after {STARTUP_S:.0f} s:\n{self.tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group, and reap the supervisor."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
-
-    def tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
-
 @pytest.fixture
 def write_key(home_copy: Path) -> str:
     """A write key for the home, made by the CLI as an operator would."""
@@ -100,17 +51,17 @@ def write_key(home_copy: Path) -> str:
 
 
 @pytest.fixture
-def server(home_copy: Path, tmp_path: Path) -> Iterator[LiveServer]:
+def server(home_copy: Path, tmp_path: Path) -> Iterator[ServerProcess]:
     """A running server over a private copy of the test home; killed however the test ends."""
-    live = LiveServer(home_copy, tmp_path / "server.log")
+    live = ServerProcess(home_copy, tmp_path / "server.log")
     try:
-        live.start()
+        live.start(timeout=STARTUP_S)
         yield live
     finally:
         live.kill()
 
 
-def test_the_workers_answer_keep_alive_requests_without_a_delayed_ack_wait(server: LiveServer, write_key: str) -> None:
+def test_the_workers_answer_keep_alive_requests_without_a_delayed_ack_wait(server: ServerProcess, write_key: str) -> None:
     """With several workers uvicorn's listening socket left Nagle's algorithm on, and each
     keep-alive answer waited ~40 ms for the client's delayed ACK (see server.NoDelayHTTP)."""
     with httpx.Client(base_url=server.url, headers={"X-API-Key": write_key}) as c:
@@ -139,7 +90,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 120.0) -> None:
         time.sleep(0.001)
 
 
-def test_a_killed_server_loses_no_acknowledged_event_and_stores_none_twice(server: LiveServer, write_key: str) -> None:
+def test_a_killed_server_loses_no_acknowledged_event_and_stores_none_twice(server: ServerProcess, write_key: str) -> None:
     """Events one by one, each acknowledged only after its commit; SIGKILL (every process of
     the server at once) part-way; a restart; the last RESENT events before the crash sent
     again, the unacknowledged one included, then the rest. Every event is stored exactly
@@ -167,7 +118,7 @@ def test_a_killed_server_loses_no_acknowledged_event_and_stores_none_twice(serve
     assert crashed_at is not None, "the server was not killed mid-stream"
     assert stored(server.home, "dur-").keys() >= {f"dur-{i}" for i in acked}  # before any resend
 
-    server.start()
+    server.start(timeout=STARTUP_S)
     again = {"inserted": 0, "duplicates": 0}
     with httpx.Client(base_url=server.url, headers={"X-API-Key": write_key}, timeout=30) as c:
         for i in range(max(0, crashed_at - RESENT), STREAMED):
@@ -188,7 +139,7 @@ def test_a_killed_server_loses_no_acknowledged_event_and_stores_none_twice(serve
           f"sent after the restart, {again['duplicates']} recognised as stored; {len(counts)} stored, each once")
 
 
-def test_concurrent_writers_and_readers_see_no_errors_and_lose_no_events(server: LiveServer, write_key: str) -> None:
+def test_concurrent_writers_and_readers_see_no_errors_and_lose_no_events(server: ServerProcess, write_key: str) -> None:
     """8 writer and 8 reader clients, each its own keep-alive connection, for CONCURRENT_S:
     every request answers 2xx (a 5xx, "database is locked" included, fails), every event
     a writer had acknowledged is stored once, and reads keep answering while the writes go on."""
@@ -262,7 +213,7 @@ def test_concurrent_writers_and_readers_see_no_errors_and_lose_no_events(server:
           f"{len(every)} reads by 8 readers, p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(every):.0f} ms")
 
 
-def test_every_route_answers_within_its_openapi_schema(server: LiveServer, write_key: str) -> None:
+def test_every_route_answers_within_its_openapi_schema(server: ServerProcess, write_key: str) -> None:
     """schemathesis over every operation of /openapi.json, with a write key (admin-only routes
     answer 403 and are checked for that), SCHEMA_EXAMPLES valid and as many invalid inputs
     each: no 5xx, and status, content type, headers and body as the schema documents; invalid
