@@ -151,6 +151,12 @@ class Behaviour:
 
         if protocol is not None:
             path = self.tuned_path(name, protocol)
+    @property
+    def last_evaluation_path(self) -> Path:
+        """Where :meth:`evaluate` keeps its latest result (its file time is when it ran), for
+        the dashboards of every surface (:func:`stylesense.insights.last_evaluation`)."""
+        return self.ss.home.recommenders_dir / "last-evaluation.json"
+
             return TuneResult.from_json(path).best_params if path.exists() else {}
         latest = self._latest_protocol(name)
         return {} if latest is None else self.tuned_params(name, latest)
@@ -448,10 +454,11 @@ class Behaviour:
     ) -> "EvaluationResult":
         """Every model on the same split of the home's events (tuned parameters if any).
         ``variants`` adds rows for ablations: label -> (model, parameters overriding the tuned
-        ones), e.g. ``{"neumf+vectors": ("neumf", {"use_vectors": True})}``."""
+        ones), e.g. ``{"neumf+vectors": ("neumf", {"use_vectors": True})}``. The result is also
+        saved (atomically) as the home's last evaluation, which the dashboards show."""
         from stylesense.evaluation.recommenders import run_protocol
 
-        return run_protocol(
+        result = run_protocol(
             self._all_events(), protocol, self._factories(models, protocol, tuned, variants), k=k,
             test_days=test_days, seed=seed, weights=self.weights, items_universe=self._catalogue_ids(),
             exclude_seen=self.exclude_seen if exclude_seen is None else exclude_seen,
@@ -486,6 +493,8 @@ class Behaviour:
         return result
 
 
+        result.to_json(self.last_evaluation_path)
+        return result
 def _check_model_name(name: str) -> None:
     """InvalidInput unless ``name`` is a registered model: a name reaches file names (the
     model's, its tunings'), so anything else is refused before it is used in one."""
