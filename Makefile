@@ -1,5 +1,5 @@
-# Two entry points for a fresh machine: `make demo` (set up, build the demo catalogue, search)
-# and `make test` (set up, run the tests). Everything else is the `stylesense` command.
+# Two entry points for a fresh machine: `make demo` (set up, build the demo catalogue, open the
+# web app on it) and `make test` (set up, run the tests). Everything else is the `stylesense` command.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,8 @@ SHARED ?= ../shared/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZ_SECONDS ?= 20
 
-.PHONY: setup fashion-mnist wrk demo test fuzz bench clean
+.PHONY: setup fashion-mnist wrk chromium demo test fuzz bench clean
+UI_PORT ?= 8501
 
 setup: $(VENV)/.installed
 
@@ -23,11 +24,17 @@ fashion-mnist:
 	@[ -f $(SHARED)/fashion-product-images/styles.csv ] || [ -d /usr/share/datasets/fashion-mnist ] || \
 	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist)
 
+# The CLI tour (import, search, shoppers, a live recommendation), then the web app on its home.
 demo: setup fashion-mnist
 	$(BIN)/stylesense --home $(HOME_DIR) demo
+	$(BIN)/stylesense --home $(HOME_DIR) ui --port $(UI_PORT)
+
+# The browser tests drive Debian's chromium (Playwright's own download cannot work offline).
+chromium:
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
 # The tests, then each atheris harness for FUZZ_SECONDS (fuzz/run.py; exit 1 on a finding).
-test: setup
+test: setup chromium
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
 	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 

@@ -27,3 +27,8 @@ def test_facets_are_the_few_valued_text_columns_roles_first_and_the_price_a_rang
     assert found.price_range == (10.0, 13.0)
     assert found.roles["name"] == "name"
     assert facets([{"x": "a"}]).price_range is None
+
+
+def test_a_category_with_many_values_is_still_a_facet_but_another_such_column_is_not() -> None:
+    rows = [{"articleType": f"type {i % 80}", "pattern": f"pattern {i % 80}"} for i in range(400)]
+    assert list(facets(rows).values) == ["articleType"]

@@ -321,3 +321,21 @@ def test_content_hash(tmp_path: Path) -> None:
     before = content_hash(path)
     path.write_bytes(_jpeg_bytes(quality=50))
     assert content_hash(path) != before
+
+
+def test_crop_keeps_the_chosen_region_losslessly_and_refuses_an_empty_one() -> None:
+    import io
+
+    from PIL import Image
+
+    from stylesense.errors import InvalidInput
+    from stylesense.vision.images import crop
+
+    img = Image.new("RGB", (200, 100), "white")
+    img.paste((255, 0, 0), (100, 0, 200, 100))  # the right half is red
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    right = Image.open(io.BytesIO(crop(buf.getvalue(), (0.5, 0.0, 1.0, 1.0))))
+    assert right.size == (100, 100) and right.getcolors() == [(10_000, (255, 0, 0))]
+    with pytest.raises(InvalidInput, match="crop"):
+        crop(buf.getvalue(), (0.6, 0.0, 0.6, 1.0))

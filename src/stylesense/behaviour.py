@@ -138,6 +138,12 @@ class Behaviour:
     def model_path(self, name: str) -> Path:
         return self.ss.home.recommenders_dir / f"{name}.npz"
 
+    def trained(self) -> list[str]:
+        """The models this home has a trained file of, the served one first."""
+        names = sorted(n for n in MODELS if self.model_path(n).is_file())
+        served = self.ss.config.recommender
+        return sorted(names, key=lambda n: n != served)
+
     @property
     def tuned_dir(self) -> Path:
         return self.ss.home.recommenders_dir / "tuned"

@@ -9,6 +9,7 @@ them (tests/test_cli_startup.py, bench/cli.py).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -499,6 +500,63 @@ def tune(
 
 
 @app.command()
+def clusters(
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write the 2-D map of the style clusters (PNG) here.")] = None,
+    min_cluster_size: Annotated[Optional[int], typer.Option(min=2, help="Smallest style cluster [default: half the square root of the catalogue's size, 5 at least].")] = None,
+    segments: Annotated[bool, typer.Option("--segments", help="Shopper segments (groups of shoppers by the categories they shop) instead of style clusters.")] = False,
+    category: Annotated[Optional[str], typer.Option(help="With --segments: the metadata column shoppers' events are mixed over [default: a category-like label column].")] = None,
+    n_segments: Annotated[Optional[int], typer.Option(min=2, help="With --segments: this many segments [default: the number with the best silhouette].")] = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Compute afresh even if the home's cached result is current.")] = False,
+) -> None:
+    """Style clusters of the catalogue (HDBSCAN estimates how many), or shopper segments.
+
+    Cached in the home until the catalogue (or, for segments, the events) change."""
+    from stylesense.atomic import atomic_write
+    from stylesense.clusters import shopper_segments, style_clusters
+
+    if segments and (plot or min_cluster_size):
+        _fail("--plot and --min-cluster-size are for style clusters, not --segments")
+    if not segments and (category or n_segments):
+        _fail("--category and --n-segments need --segments")
+    ss = _open()
+    if segments:
+        found = shopper_segments(ss, n_segments=n_segments, category=category, refresh=refresh)
+        out.print(f"estimated number of shopper segments: {found.n_segments} ({found.shoppers} shoppers by their "
+                  f"mix of {found.category!r}; {found.unassigned} with too few catalogue events left out; "
+                  f"{_origin(found.cached, found.seconds)})", highlight=False, soft_wrap=True)
+        table = Table()
+        for col in ("#", "shoppers", "events each", "favourite categories", "typical shoppers"):
+            table.add_column(col)
+        for s in found.segments:
+            table.add_row(str(s.id), str(s.size), f"{s.events_per_shopper:g}",
+                          escape(", ".join(f"{c} {share:.0%}" for c, share in s.favourite_categories)),
+                          escape(", ".join(s.typical_shoppers[:3])))
+        data = found.to_dict()
+    else:
+        styles = style_clusters(ss, min_cluster_size=min_cluster_size, refresh=refresh)
+        out.print(f"estimated number of style clusters: {styles.n_clusters} ({styles.noise} of "
+                  f"{len(styles.item_ids)} items unassigned; {_origin(styles.cached, styles.seconds)})", highlight=False, soft_wrap=True)
+        table = Table()
+        for col in ("#", "items", "dominant labels", "typical items"):
+            table.add_column(col)
+        for c in styles.clusters:
+            labels = ", ".join(f"{v} ({p:.0%})" for _, v, p in c.top_labels()) or "mixed"
+            table.add_row(str(c.id), str(c.size), escape(labels), escape(", ".join(c.typical[:4])))
+        data = styles.to_dict()
+        if plot:
+            styles.plot(plot)
+    out.print(table)
+    if json_out:
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        atomic_write(json_out, lambda f: f.write(text.encode()))
+
+
+def _origin(cached: bool, seconds: float) -> str:
+    return "from the home's cache" if cached else f"computed in {seconds:.1f} s"
+
+
+@app.command()
 def doctor(
     repair: Annotated[bool, typer.Option("--repair", help="Rebuild what can be rebuilt: the index, an interrupted index update, a lost config; move unloadable models aside. Never touches the database.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -623,6 +681,22 @@ def serve(
                         threads=_state.get("threads"))  # type: ignore[arg-type]
     err.print(f"serving {root} on http://{host}:{port} ({workers} worker(s))")
     run_server(_state.get("home"), settings, host=host, port=port, workers=workers)  # type: ignore[arg-type]
+
+
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option(help="Address to bind; loopback unless you say otherwise.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8501,
+    import_root: Annotated[Optional[list[Path]], typer.Option(
+        help="A server folder the catalogue page may import photos from; repeat for more (default: uploads only).")] = None,
+) -> None:
+    """Run the web app (Streamlit): search by photo, shoppers, dashboards, style clusters."""
+    from stylesense.ui.launch import command, environment
+
+    root = _open().home.root  # a damaged or foreign home fails here, with its message
+    err.print(f"web app on {root}: http://{host}:{port}")
+    argv = command(host, port)
+    os.execve(argv[0], argv, environment(root, import_root or (), _state.get("threads")))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":  # pragma: no cover

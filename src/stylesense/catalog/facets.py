@@ -24,6 +24,7 @@ ROLE_NAMES: dict[str, tuple[str, ...]] = {
     "gender": ("gender", "index_group_name", "sex", "department"),
 }
 MAX_FACET_VALUES = 60  # more distinct values than this: a free-text column, not a filter
+MAX_ROLE_VALUES = 1000  # ... unless it is the category, colour or gender (a searchable list)
 MAX_FACETS = 8  # facets offered beyond the named roles
 
 
@@ -73,9 +74,12 @@ def facets(attrs: Iterable[Mapping[str, Any]], price_column: str = "price",
             elif isinstance(value, str) and value.strip():
                 counts.setdefault(column, Counter())[value] += 1
     roles = column_roles(counts)
-    # A facet has 2..max_values values, some shared by several items; a product's name is none.
+    # A facet has 2..max_values values (more for a role), some shared by several items; a
+    # product's name is none.
+    named = {c for r, c in roles.items() if r != "name"}
     usable = {c: n for c, n in counts.items()
-              if 1 < len(n) <= max_values and len(n) < sum(n.values()) and c != roles.get("name")}
+              if 1 < len(n) <= (MAX_ROLE_VALUES if c in named else max_values) and len(n) < sum(n.values())
+              and c != roles.get("name")}
     ordered = [c for c in roles.values() if c in usable]
     ordered += sorted((c for c in usable if c not in ordered), key=lambda c: len(usable[c]))[:MAX_FACETS]
     values = {c: [v for v, _ in usable[c].most_common()] for c in ordered}

@@ -1,5 +1,5 @@
-"""``stylesense serve`` as a child process, for what drives a real server from outside: the
-real-server tests and ``bench/api.py``.
+"""``stylesense serve`` (or ``stylesense ui``) as a child process, for what drives a real
+server from outside: the real-server and browser tests, ``bench/api.py`` and ``bench/ui.py``.
 
 The server runs in its own process group (uvicorn's supervisor and its workers), so one signal
 reaches every process at once: SIGTERM to stop, SIGKILL to crash it as a power cut would.
@@ -29,11 +29,12 @@ def free_port() -> int:
 
 class ServerProcess:
     """``stylesense --home HOME --threads 1 serve --port P --workers N`` on 127.0.0.1, its
-    output appended to ``log``, each worker on one CPU thread."""
+    output appended to ``log``, each worker on one CPU thread. ``command="ui"`` runs the web
+    app instead (one process: ``workers`` None)."""
 
-    def __init__(self, home: Path, log: Path, *, workers: int = 2, options: Sequence[str] = (),
-                 env: Mapping[str, str] | None = None) -> None:
-        self.home, self.log, self.workers = home, log, workers
+    def __init__(self, home: Path, log: Path, *, workers: int | None = 2, options: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None, command: str = "serve") -> None:
+        self.home, self.log, self.workers, self.command = home, log, workers, command
         self.options, self.env = list(options), {**os.environ, **THREADS, **(env or {})}
         self.proc: subprocess.Popen | None = None
         self.url = ""
@@ -46,8 +47,8 @@ class ServerProcess:
         exe = Path(sys.executable).with_name("stylesense")
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [str(exe), "--home", str(self.home), "--threads", "1", "serve", "--port", str(port),
-                 "--workers", str(self.workers), *self.options],
+                [str(exe), "--home", str(self.home), "--threads", "1", self.command, "--port", str(port),
+                 *(["--workers", str(self.workers)] if self.workers else []), *self.options],
                 stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

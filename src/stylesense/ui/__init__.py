@@ -1,0 +1,1 @@
+"""The web app (``stylesense ui``): Streamlit pages thin over the library."""

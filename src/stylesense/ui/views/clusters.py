@@ -1,0 +1,82 @@
+"""Style clusters (the paper's "estimated number of clusters"): the catalogue's photos grouped
+by a density method that decides how many groups there are, on a 2-D map with thumbnails on
+hover, each cluster's most typical products and dominant labels; and shopper segments.
+
+``stylesense.clusters`` computes both and keeps them in the home until the catalogue (or the
+events) change, so after the first run this page only reads them."""
+
+from __future__ import annotations
+
+import base64
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from stylesense.clusters import shopper_segments, style_clusters
+from stylesense.errors import NotReady
+from stylesense.ui.common import Card, catalogue_facets, guard, home, show_cards, thumbnail
+
+MAP_POINTS = 1500  # points drawn with a thumbnail each (a sample of larger catalogues)
+MAP_THUMB = 64
+
+st.title("Style clusters")
+
+
+def _data_url(data: bytes | None) -> str | None:
+    return None if data is None else "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+
+with guard():
+    ss = home()
+    with st.spinner("clustering the catalogue (the first time only: then it is kept in the home)..."):
+        found = style_clusters(ss)
+    a, b, c = st.columns(3)
+    a.metric("estimated number of clusters", found.n_clusters)
+    b.metric("products clustered", f"{len(found.item_ids) - found.noise:,}")
+    c.metric("left unassigned (noise)", f"{found.noise:,}")
+    st.caption(f"method: {found.method}")
+
+    rng = np.random.default_rng(0)
+    n = len(found.item_ids)
+    shown = np.sort(rng.choice(n, MAP_POINTS, replace=False)) if n > MAP_POINTS else np.arange(n)
+    points = pd.DataFrame({
+        "x": found.xy[shown, 0], "y": found.xy[shown, 1],
+        "cluster": [str(found.assignment[i]) if found.assignment[i] >= 0 else "noise" for i in shown],
+        "item_id": [found.item_ids[i] for i in shown],
+    })
+    points["image"] = [_data_url(thumbnail(ss, i, MAP_THUMB)) for i in points["item_id"]]
+    st.altair_chart(
+        alt.Chart(points, title="The catalogue's photos, mapped to 2-D (hover for the photo)")
+        .mark_circle(size=40, opacity=0.7)
+        .encode(x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None), color=alt.Color("cluster:N", legend=None),
+                tooltip=["item_id", "cluster", "image"])
+        .interactive(), width="stretch")
+
+    if found.clusters:
+        summary = pd.DataFrame([{"cluster": cl.id, "size": cl.size,
+                                 **{k: f"{v} ({cl.purity.get(k, 0):.0%})" for k, v in cl.labels.items()}}
+                                for cl in found.clusters])
+        st.dataframe(summary, hide_index=True, width="stretch")
+        chosen = st.selectbox("cluster", [cl.id for cl in found.clusters], key="cluster_id",
+                              format_func=lambda i: next(f"{i}: " + ", ".join(v for _, v, _ in cl.top_labels())
+                                                         + f" ({cl.size})" for cl in found.clusters if cl.id == i))
+        cluster = next(cl for cl in found.clusters if cl.id == chosen)
+        st.subheader(f"The most typical products of cluster {cluster.id}")
+        items = {it.item_id: it for it in ss.items(cluster.typical)}
+        show_cards(ss, [Card(i, items[i].attrs) for i in cluster.typical if i in items],
+                   catalogue_facets(ss).roles, key=f"cluster-{cluster.id}", columns=6)
+
+    st.header("Shopper segments")
+    try:
+        segments = shopper_segments(ss)
+    except NotReady as e:  # too few shoppers with events on catalogue products
+        st.info(str(e))
+    else:
+        st.metric("segments", segments.n_segments)
+        table = pd.DataFrame([{"segment": sg.id, "shoppers": sg.size,
+                               "favourite categories": ", ".join(f"{c} ({share:.0%})"
+                                                                 for c, share in sg.favourite_categories[:4])}
+                              for sg in segments.segments])
+        st.dataframe(table, hide_index=True, width="stretch")
