@@ -1,7 +1,7 @@
 """REST API throughput and latency under a real load generator, beside the same calls in-process.
 
     python bench/api.py [--duration 10] [--rounds 3] [--connections 16] [--workers 2]
-                        [--only ROUTE ...] [--out bench/results/api.json]
+                        [--only ROUTE ...] [--baseline SRC] [--out bench/results/api.json]
 
 Needs `wrk` (Debian: `apt-get install wrk`; `make bench` installs it); the Lua scripts it runs
 are in bench/wrk/.
@@ -16,7 +16,10 @@ starts by deleting the shoppers a previous run's event rows wrote, and retrains 
 OpenBLAS, MKL and the library's own setting), and wrk drives it with ``--connections`` (16)
 keep-alive connections on 2 threads for ``--duration`` seconds per route: req/s, p50/p99
 latency, errors (any non-2xx answer counts, and the first one is printed; a row with errors
-misses its target) and the CPU seconds each worker spent, from /proc. Every event a request
+misses its target), the CPU seconds each worker spent and the connections each held (``conns``,
+read from /proc a second into the run: the workers share one listening socket, so wrk's 16
+connections, opened at once, may split 8/8 or 4/12, and the busier worker's answers wait
+longer). Every event a request
 sends is new (an event id of its own), so each is inserted and committed before its answer.
 Native and Gorse-compatible routes run side by side. Then the same route with one connection
 (one request in flight), and the same call through the library in this process on one
@@ -28,6 +31,13 @@ runs), so ``--rounds`` interleave the routes (reads' rounds, then writes', whose
 reads would otherwise fold in) and each row keeps its median round; ``req/CPU-s`` (requests
 per CPU second of the workers) is the figure least moved by other load. Each worker's
 resident memory is read after the warm-up and at the end. The JSON records the load average.
+
+``--baseline SRC`` compares versions in one run, since runs apart meet different loads: SRC is
+another version's ``src`` folder (``git archive REV src | tar -x -C /tmp/base`` gives
+/tmp/base/src), served beside this one from the same virtualenv (the same uvicorn, httptools
+and uvloop) on the same home, and every loaded run is repeated on it in the same round. Its
+rows give its req/s, latencies and req/CPU-s, and ``cpu_ratio_vs_baseline``: the median over
+rounds of our req/CPU-s over the baseline's.
 """
 
 from __future__ import annotations
@@ -110,8 +120,11 @@ def query_photo() -> Path:
 class Server(ServerProcess):
     """The benchmarked server, and what the bench reads of its workers."""
 
-    def __init__(self, workers: int) -> None:
-        super().__init__(HOME, RESULTS / "api-server.log", workers=workers)
+    def __init__(self, workers: int, src: Path | None = None) -> None:
+        """``src``: another version's ``src`` folder to serve instead of this one (its
+        packages first on PYTHONPATH)."""
+        super().__init__(HOME, RESULTS / ("api-baseline.log" if src else "api-server.log"), workers=workers,
+                         env={"PYTHONPATH": str(src.resolve())} if src else None)
 
     def start(self) -> None:  # type: ignore[override]
         try:
@@ -135,6 +148,29 @@ class Server(ServerProcess):
             out.append(round(kb / 1024, 1))
         return out
 
+    def connections_per_worker(self) -> list[int]:
+        """Client connections each worker holds now: its sockets that /proc/net/tcp lists as
+        established on the server's port. The workers share one listening socket and the first
+        to wake accepts every connection waiting, so wrk's connections, opened at once, can
+        land unevenly; the worker holding more answers each of them later."""
+        port = int(self.url.rsplit(":", 1)[1])
+        established = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
+                    established.add(f"socket:[{fields[9]}]")
+        counts = []
+        for pid in self.worker_pids():
+            held = 0
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                try:
+                    held += os.readlink(fd) in established
+                except FileNotFoundError:  # closed meanwhile
+                    pass
+            counts.append(held)
+        return counts
+
     def worker_cpu_s(self) -> list[float]:
         """CPU seconds (user + system) each worker has used so far."""
         ticks = os.sysconf("SC_CLK_TCK")
@@ -154,16 +190,28 @@ class Route:
     gorse: bool = False
 
 
-def wrk(route: Route, url: str, key: str, connections: int, seconds: float, run: str) -> dict:
-    """One wrk run of ``route``: its JSON summary with req/s added."""
+def wrk(route: Route, url: str, key: str, connections: int, seconds: float, run: str,
+        spread: Callable[[], list[int]] | None = None) -> dict:
+    """One wrk run of ``route``: its JSON summary with req/s added, and ``spread()`` (each
+    worker's connections) read a second into the run."""
     out = RESULTS / "wrk-out.json"
     out.unlink(missing_ok=True)
     env = {**os.environ, "WRK_LUA_DIR": str(LUA), "WRK_KEY": key, "WRK_OUT": str(out), "WRK_RUN": run,
            **route.env}
     threads = min(2, connections)
-    subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
-                    "-s", str(LUA / route.script), url], env=env, check=True, capture_output=True, cwd=ROOT)
+    load = subprocess.Popen(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
+                             "-s", str(LUA / route.script), url], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, cwd=ROOT)
+    held = None
+    if spread is not None:
+        time.sleep(min(1.0, seconds / 3))
+        held = spread()
+    output, _ = load.communicate()
+    if load.returncode:
+        sys.exit(f"wrk failed ({load.returncode}): {output.decode(errors='replace')[-2000:]}")
     result = json.loads(out.read_text())
+    if held is not None:
+        result["connections_per_worker"] = held
     result["rps"] = round(result["requests"] / result["seconds"], 1)
     result["errors_total"] = sum(result["errors"].values())
     if result["errors_total"]:
@@ -248,13 +296,29 @@ def routes(ss, files: dict[str, Path], operations: set[str]) -> list[Route]:
     return [route for operation, route in candidates if operation in operations]
 
 
+def loaded_run(server: Server, route: Route, key: str, args: argparse.Namespace) -> dict:
+    """``route`` with ``--connections`` for ``--duration`` on ``server``, with the CPU seconds
+    and connections of each of its workers."""
+    cpu_before = server.worker_cpu_s()
+    loaded = wrk(route, server.url, key, args.connections, args.duration, run=f"r{time.time_ns()}",
+                 spread=server.connections_per_worker)
+    loaded["worker_cpu_s"] = [round(b - a, 1) for a, b in zip(cpu_before, server.worker_cpu_s())]
+    return loaded
+
+
 def median_run(runs: list[dict], rate: str) -> dict:
     """The run with the median ``rate`` (the lower middle one of an even count), whole: its
     latencies belong to its own rate."""
     return sorted(runs, key=lambda run: run[rate])[(len(runs) - 1) // 2]
 
 
-def row_of(route: Route, rounds: list[tuple[dict, dict, dict]]) -> dict:
+def cpu_per_request(run: dict) -> float | None:
+    """Requests per CPU second of the workers in a loaded run."""
+    cpu = sum(run["worker_cpu_s"])
+    return round(run["requests"] / cpu, 1) if cpu else None
+
+
+def row_of(route: Route, rounds: list[tuple[dict, dict, dict, dict | None]]) -> dict:
     """One table row from every round of a route: the median round of each measurement."""
     loaded = median_run([r[0] for r in rounds], "rps")
     single = median_run([r[1] for r in rounds], "rps")
@@ -266,8 +330,17 @@ def row_of(route: Route, rounds: list[tuple[dict, dict, dict]]) -> dict:
            "single_p99_ms": round(single["p99_ms"], 2),
            "library_calls_per_s": library["calls_per_s"], "library_p50_ms": library["p50_ms"],
            "api_overhead": round(library["calls_per_s"] / single["rps"], 2) if single["rps"] else None,
-           "requests_per_worker_cpu_s": round(loaded["requests"] / cpu, 1) if (cpu := sum(loaded["worker_cpu_s"])) else None,
+           "requests_per_worker_cpu_s": cpu_per_request(loaded),
+           "connections_per_worker": loaded.get("connections_per_worker"),
            "rps_by_round": [r[0]["rps"] for r in rounds], "wrk": loaded, "wrk_single": single, "library": library}
+    if all(r[3] is not None for r in rounds):  # the baseline's loaded runs, interleaved with ours
+        base = median_run([r[3] for r in rounds], "rps")  # type: ignore[misc]
+        row["baseline"] = {"rps": base["rps"], "p50_ms": round(base["p50_ms"], 2), "p99_ms": round(base["p99_ms"], 2),
+                           "errors": sum(r[3]["errors_total"] for r in rounds),  # type: ignore[index]
+                           "requests_per_worker_cpu_s": cpu_per_request(base), "wrk": base}
+        # Median over rounds of (our requests per CPU second / the baseline's) in the same round.
+        ratios = [a / b for r in rounds if (a := cpu_per_request(r[0])) and (b := cpu_per_request(r[3]))]  # type: ignore[arg-type]
+        row["cpu_ratio_vs_baseline"] = round(statistics.median(ratios), 2) if ratios else None
     if route.name.startswith("events"):
         row["events_per_s"] = round(loaded["rps"] * route.events_per_request)
     target = {} if route.gorse else TARGETS.get(route.name, {})
@@ -279,14 +352,19 @@ def row_of(route: Route, rounds: list[tuple[dict, dict, dict]]) -> dict:
 
 def print_table(rows: list[dict], memory: dict) -> None:
     head = (f"{'route':24s} {'api':6s} {'req/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'events/s':>8s} {'err':>4s} "
-            f"{'req/CPU-s':>9s} {'1-conn p50':>10s} {'library/s':>9s} {'overhead':>8s}  target")
+            f"{'req/CPU-s':>9s} {'conns':>5s} {'1-conn p50':>10s} {'library/s':>9s} {'overhead':>8s}  target")
     print(head)
     print("-" * len(head))
     for r in rows:
         ok = "" if not r["target"] else ("met" if r["meets_target"] else "MISSED")
         print(f"{r['route']:24s} {r['api']:6s} {r['rps']:7.0f} {r['p50_ms']:7.2f} {r['p99_ms']:7.2f} "
               f"{r.get('events_per_s', ''):>8} {r['errors']:4d} {r['requests_per_worker_cpu_s'] or 0:9.0f} "
+              f"{'/'.join(map(str, r['connections_per_worker'] or [])):>5s} "
               f"{r['single_p50_ms']:10.2f} {r['library_calls_per_s']:9.0f} {r['api_overhead']:8.2f}x  {ok}")
+        if "baseline" in r:
+            b = r["baseline"]
+            print(f"{'  baseline':31s} {b['rps']:7.0f} {b['p50_ms']:7.2f} {b['p99_ms']:7.2f} {'':>8} {b['errors']:4d} "
+                  f"{b['requests_per_worker_cpu_s'] or 0:9.0f}   (req/CPU-s x{r['cpu_ratio_vs_baseline']} of the baseline's)")
     print(f"worker RSS, MB: after warm-up {memory['after_warmup_mb']}, at the end {memory['at_end_mb']}")
 
 
@@ -301,6 +379,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", nargs="+", default=None, help="route names to run (default: all)")
     parser.add_argument("--out", type=Path, default=RESULTS / "api.json")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="SRC",
+                        help="another version's src folder (e.g. from `git archive REV src`), served beside this one; "
+                             "each loaded run is repeated on it in the same round")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/api.py needs wrk, the HTTP load generator: apt-get install wrk")
@@ -320,12 +401,18 @@ def main() -> None:
     files["photo"] = query_photo()
 
     server = Server(args.workers)
-    server.start()
+    baseline = Server(args.workers, args.baseline) if args.baseline else None
     try:
+        for running in (server, baseline):
+            if running is not None:
+                running.start()
         spec = httpx.get(f"{server.url}/openapi.json").json()
         operations = {f"{method.upper()} {path}" for path, ops in spec["paths"].items() for method in ops}
+        if baseline is not None:  # only what both serve
+            spec = httpx.get(f"{baseline.url}/openapi.json").json()
+            operations &= {f"{method.upper()} {path}" for path, ops in spec["paths"].items() for method in ops}
         chosen = [r for r in routes(ss, files, operations) if args.only is None or r.name in args.only]
-        rounds: list[list[tuple[dict, dict, dict]]] = [[] for _ in chosen]
+        rounds: list[list[tuple[dict, dict, dict, dict | None]]] = [[] for _ in chosen]
         # Rounds interleave the routes, so that a burst of load elsewhere hits them alike: the
         # reads' rounds first, then the writes' (whose events the reads would otherwise fold in).
         reads = [(r, runs) for r, runs in zip(chosen, rounds) if not r.name.startswith("events")]
@@ -333,22 +420,26 @@ def main() -> None:
         memory: dict[str, list[float]] = {}
         for group in (reads, writes):
             for route, _ in group:  # warm-up: every worker loads the model, index and embedder
-                for _ in range(5):
-                    if wrk(route, server.url, key, args.connections, args.warmup, run=f"w{time.time_ns()}")["p99_ms"] < 1000:
-                        break
+                for running in (r for r in (server, baseline) if r is not None):
+                    for _ in range(5):
+                        if wrk(route, running.url, key, args.connections, args.warmup, run=f"w{time.time_ns()}")["p99_ms"] < 1000:
+                            break
             memory.setdefault("after_warmup_mb", server.worker_rss_mb())
             for n, (route, runs) in ((n, entry) for n in range(args.rounds) for entry in group):
-                cpu_before = server.worker_cpu_s()
-                loaded = wrk(route, server.url, key, args.connections, args.duration, run=f"r{time.time_ns()}")
-                loaded["worker_cpu_s"] = [round(b - a, 1) for a, b in zip(cpu_before, server.worker_cpu_s())]
+                loaded = loaded_run(server, route, key, args)
+                base = None if baseline is None else loaded_run(baseline, route, key, args)
                 single = wrk(route, server.url, key, 1, args.single_duration, run=f"s{time.time_ns()}")
-                runs.append((loaded, single, in_process(route.library, args.single_duration)))
+                runs.append((loaded, single, in_process(route.library, args.single_duration), base))
                 print(f"  round {n + 1}, {route.name} ({'gorse' if route.gorse else 'native'}): "
-                      f"{loaded['rps']:.0f} req/s, p99 {loaded['p99_ms']:.1f} ms", flush=True)
+                      f"{loaded['rps']:.0f} req/s, p99 {loaded['p99_ms']:.1f} ms"
+                      + ("" if base is None else f" (baseline {base['rps']:.0f} req/s, p99 {base['p99_ms']:.1f} ms)"),
+                      flush=True)
         rows = [row_of(route, runs) for route, runs in zip(chosen, rounds)]
         memory["at_end_mb"] = server.worker_rss_mb()
     finally:
-        server.stop()
+        for running in (server, baseline):
+            if running is not None:
+                running.stop()
         keys.revoke(info.key_id)
     print_table(rows, memory)
     write_json(args.out, {
@@ -357,7 +448,8 @@ def main() -> None:
                    "threads_per_worker": 1, "model": MODEL, "items": ss.store.count(),
                    "events_before": 100_000, "machine": platform.processor() or platform.machine(),
                    "cpus": os.cpu_count(), "loadavg_before": round(load_before, 2),
-                   "loadavg_after": round(os.getloadavg()[0], 2)},
+                   "loadavg_after": round(os.getloadavg()[0], 2),
+                   "baseline_src": None if args.baseline is None else str(args.baseline)},
         "rows": rows, "worker_rss_mb": memory,
     })
 

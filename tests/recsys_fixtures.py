@@ -25,6 +25,7 @@ QUICK: dict[str, dict] = {
     "neumf": {"factors": 8, "layers": "16,8", "epochs": 2, "pretrain": False, "valid_share": 0.0, "threads": 1},
     "gru4rec": {"hidden_size": 16, "epochs": 1, "batch_size": 16, "n_sample": 8, "threads": 1},
     "blend": {"models": "ease,itemknn,visual", "params": {"itemknn": {"threads": 1}}},
+    "ranker": {"threads": 1, "windows": 1, "rounds": 20, "params": {"als": {"factors": 8, "iterations": 5}}},
 }
 
 
@@ -220,3 +221,36 @@ def block_shop(root, n_users: int, n_items: int, n_blocks: int, per_user: int, s
     ids = sorted(set(events["item_id"]))
     ss.store.upsert([Upsert(i, {"block": i.split("_")[0]}, None, f"h{i}", feats[n]) for n, i in enumerate(ids)])
     return ss
+
+
+def looks_shop(root, n_looks: int = 3, per_look: int = 10, dim: int = 16):
+    """A home (no CNN) whose products come in ``n_looks`` looks of ``per_look`` near-identical
+    photos ("l0_p3": look 0, product 3; search-vector cosine above 0.95 inside a look, about 0
+    across looks), and whose log ranks every product of look 0 above look 1 above look 2 by
+    buyers (product j of look g has ``(n_looks - g) * per_look + per_look - j`` distinct
+    buyers among shoppers s0, s1, ...): a model's top list is one look, and a diverse list, or
+    one lowering a disliked product's look-alikes, must reach into the others."""
+    from stylesense.catalog.store import Upsert
+    from stylesense.engine import StyleSense
+
+    ss = StyleSense(root, threads=1)
+    rng = np.random.default_rng(0)
+    ids, feats = [], []
+    for g in range(n_looks):
+        for j in range(per_look):
+            ids.append(f"l{g}_p{j}")
+            feats.append(np.eye(dim, dtype=np.float32)[g] + 0.02 * rng.standard_normal(dim).astype(np.float32))
+    ss.store.upsert([Upsert(i, {"look": i.split("_")[0]}, None, f"h{i}", f) for i, f in zip(ids, feats)])
+    ss.sync_index()
+    rows = []
+    for n, item in enumerate(ids):
+        g, j = divmod(n, per_look)
+        buyers = (n_looks - g) * per_look + per_look - j
+        rows += [(f"s{u}", item, "purchase", pd.Timestamp(T0 + 3600 * (n + u), unit="s", tz="UTC")) for u in range(buyers)]
+    ss.behaviour.events.import_frame(pd.DataFrame(rows, columns=["user_id", "item_id", "type", "ts"]))
+    return ss
+
+
+def look_of(item: str) -> int:
+    """The look of a ``looks_shop`` product (``"l2_p7"`` -> 2)."""
+    return int(item.split("_", 1)[0][1:])

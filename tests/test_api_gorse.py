@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import gorse
+import httpx
 import numpy as np
 import pytest
 import uvicorn
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from stylesense.catalog.store import Upsert
 from stylesense.engine import StyleSense
+from stylesense.gorse import parse_time
 from stylesense.serving.app import PROBLEM, Settings, create_app
 from stylesense.serving.keys import KeyStore
 
@@ -199,6 +201,71 @@ def test_feedback_types_follow_the_homes_mapping(home, keys):
     assert home.behaviour.events.events()[0].type == "purchase"
 
 
+def test_overwriting_feedback_and_its_comment_and_labels(home, keys):
+    c, w, r = filled(home, keys), keys["write"], keys["read"]
+    put = {"FeedbackType": "star", "UserId": "u1", "ItemId": "g1", "Timestamp": "2024-03-01T00:00:00Z", "Value": 4,
+           "Comment": "fits well", "Labels": ["size-40"]}
+    assert c.put("/api/feedback", json=[put], headers=w).json() == {"RowAffected": 1}
+    assert c.get("/api/feedback/star/u1/g1", headers=r).json() == {
+        **put, "Value": 4.0, "Updated": "2024-03-01T00:00:00Z"}
+    assert home.behaviour.events.count() == 12  # in place of u1's star on g1, not beside it
+    assert c.put("/api/feedback", json=[{**put, "Value": 5, "Comment": ""}], headers=w).status_code == 200
+    assert c.get("/api/feedback/star/u1/g1", headers=r).json()["Comment"] == ""
+    assert [f["Value"] for f in c.get("/api/user/u1/feedback/star", headers=r).json()] == [0.0, 5.0]  # g3's, g1's
+
+    posted = {**put, "UserId": "u7", "Comment": "gift", "Labels": {"channel": "app"}}
+    assert c.post("/api/feedback", json=[posted], headers=w).json() == {"RowAffected": 1}
+    assert c.get("/api/user/u7/feedback", headers=r).json()[0] | {"FeedbackType": "star"} == {
+        **posted, "Value": 4.0, "Updated": "2024-03-01T00:00:00Z"}
+
+    problem(c.put("/api/feedback", json=[put], headers=r), 403)
+    problem(c.put("/api/feedback", json=[{**put, "Comment": "x" * 5000}], headers=w), 422, "Comment")
+    problem(c.put("/api/feedback", json=[{**put, "Value": 1}, {**put, "UserId": "u2", "Labels": [True]}], headers=w),
+            422, "labels")
+    problem(c.put("/api/feedback", json=[{**put, "FeedbackType": "stars"}], headers=w), 422, "unknown feedback type")
+    assert c.get("/api/feedback/star/u1/g1", headers=r).json()["Value"] == 5.0  # a refused overwrite changed nothing
+    assert home.behaviour.events.count() == 13
+
+
+def test_popular_latest_several_categories_and_user_neighbours(home, keys):
+    c, w, r = filled(home, keys), keys["write"], keys["read"]
+    assert c.get("/api/popular", params={"n": 2}, headers=r).json() == [{"Id": "g1", "Score": 4.0},
+                                                                       {"Id": "g3", "Score": 4.0}]
+    assert c.get("/api/popular/", params={"n": 2}, headers=r).json() == c.get("/api/popular", params={"n": 2},
+                                                                              headers=r).json()
+    assert {s["Id"] for s in c.get("/api/popular/Bags", headers=r).json()} == {"g2", "g4"}
+    assert [s["Id"] for s in c.get("/api/popular", params={"user-id": "u1"}, headers=r).json()] == ["g4"]
+    detailed = c.get("/api/popular", params={"n": 1, "more-details": "true"}, headers=r).json()
+    assert detailed == [{**c.get("/api/item/g1", headers=r).json(), "Score": 4.0}]
+
+    latest = c.get("/api/latest", params={"n": 3}, headers=r).json()
+    assert latest == [{"Id": f"g{i}", "Score": float(parse_time(f"2024-01-0{i + 1}").timestamp())} for i in (5, 4, 3)]
+    assert [s["Id"] for s in c.get("/api/latest/Shoes", params={"n": 2, "offset": 1}, headers=r).json()] == ["g3", "g1"]
+    assert [s["Id"] for s in c.get("/api/latest/", params={"user-id": "u0"}, headers=r).json()] == ["g5", "g2", "g0"]
+
+    assert c.put("/api/item/g1/category/Sale", headers=w).status_code == 200
+    assert c.put("/api/item/g4/category/Sale", headers=w).status_code == 200
+    both = {"category": ["Shoes", "Sale"]}  # Gorse 0.5: every category given
+    assert [s["Id"] for s in c.get("/api/latest", params=both, headers=r).json()] == ["g1"]
+    assert [s["Id"] for s in c.get("/api/popular", params=both, headers=r).json()] == ["g1"]
+    assert c.get("/api/recommend/new", params=both, headers=r).json() == ["g1"]
+    assert c.get("/api/recommend/new", params={"category": ["Sale", ""]}, headers=r).json() == ["g1", "g4"]
+    assert c.get("/api/recommend/new/Sale", params={"category": "Shoes"}, headers=r).json() == ["g1", "g4"]  # path's
+
+    problem(c.get("/api/user/u0/neighbors", headers=r), 409, "no model")
+    home.behaviour.train("itemknn")
+    near = c.get("/api/user/u0/neighbors", headers=r).json()
+    assert [u["Id"] for u in near] == ["u2", "u1", "u3"] and near[0]["Score"] == 1.0 and set(near[0]) == {"Id", "Score"}
+    assert c.get("/api/user/u0/neighbors/", params={"n": 1, "offset": 1}, headers=r).json() == [near[1]]
+    assert [s["Id"] for s in c.post("/api/session/recommend/", params={"category": both["category"]},
+                                    json=[{"FeedbackType": "star", "ItemId": "g3"}], headers=r).json()] == ["g1"]
+    problem(c.get("/api/user/nobody/neighbors", headers=r), 404, "user nobody not found")
+    problem(c.get("/api/popular", params={"n": 0}, headers=r), 422, "n")
+    problem(c.get("/api/latest", params={"user-id": " u1"}, headers=r), 422, "whitespace")
+    problem(c.get("/api/latest", params={"category": [f"c{i}" for i in range(33)]}, headers=r), 422, "category")
+    problem(c.get("/api/popular"), 401)
+
+
 def test_recommend(home, keys):
     c, w, r = filled(home, keys), keys["write"], keys["read"]
     assert c.get("/api/recommend/new", headers=r).json()[:2] == ["g1", "g3"]  # no model: the popular items
@@ -256,7 +323,9 @@ def test_neighbors_and_sessions(home, keys):
     ("get", "/api/user/u1/feedback/star%3E3", "unknown feedback type"), ("get", "/api/item/%20g1/feedback", "whitespace"),
     ("get", "/api/item/g1/feedback/stars", "unknown feedback type"), ("get", "/api/item/g1/neighbors?n=0", "n"),
     ("get", "/api/item/%20g1/neighbors", "whitespace"), ("get", "/api/feedback/star?n=100000", "n"),
-    ("post", "/api/session/recommend?offset=-1", "offset"),
+    ("post", "/api/session/recommend?offset=-1", "offset"), ("get", "/api/user/%20u1/neighbors", "whitespace"),
+    ("get", "/api/popular?n=0", "n"), ("get", "/api/latest/Shoes?user-id=%20u1", "whitespace"),
+    ("get", "/api/popular/Bags?offset=-1", "offset"),
 ])
 def test_bad_ids_types_and_numbers_in_paths_are_problems(home, keys, method, path, words):
     body = {"json": {}} if method == "patch" else {"json": []} if method == "post" else {}
@@ -268,7 +337,10 @@ def test_every_route_is_in_the_openapi_schema(home):
     paths = client(home).get("/openapi.json").json()["paths"]
     gorse_paths = {p for p in paths if p.startswith("/api/")}
     assert {"/api/feedback", "/api/recommend/{user_id}", "/api/recommend/{user_id}/{category}",
-            "/api/session/recommend", "/api/item/{item_id}/neighbors", "/api/items", "/api/users"} <= gorse_paths
+            "/api/session/recommend", "/api/item/{item_id}/neighbors", "/api/items", "/api/users", "/api/popular",
+            "/api/popular/{category}", "/api/latest", "/api/latest/{category}",
+            "/api/user/{user_id}/neighbors"} <= gorse_paths
+    assert "put" in paths["/api/feedback"]
 
 
 # -- the pygorse client over a real server -------------------------------------------------
@@ -337,3 +409,30 @@ def test_pygorse_round_trip(home, keys, live):
     with pytest.raises(gorse.GorseException) as unknown:
         g.insert_feedback("stars", "u1", "g1", "2024-02-01")
     assert unknown.value.status_code == 422
+
+
+def test_the_routes_pygorse_lacks_as_the_go_and_js_clients_call_them(home, keys, live):
+    """pygorse 0.5.1 has no call for overwriting feedback, the popular and latest items, user
+    neighbours or several categories: these are the requests gorse-go and gorse-js make for
+    them (paths with an empty category end in "/"), over real HTTP."""
+    with httpx.Client(base_url=live, headers={**keys["write"], "Content-Type": "application/json"}, timeout=30) as c:
+        assert c.post("/api/items", json=ITEMS).json() == {"RowAffected": 6}
+        assert c.post("/api/feedback", json=FEEDBACK).json() == {"RowAffected": 12}
+        put = {"FeedbackType": "star", "UserId": "u1", "ItemId": "g1", "Timestamp": "2024-03-01T00:00:00Z",
+               "Value": 3, "Comment": "again"}
+        assert c.put("/api/feedback", json=[put]).json() == {"RowAffected": 1}
+        assert c.get("/api/feedback/star/u1/g1").json()["Comment"] == "again"
+
+        popular = c.get("/api/popular/?n=3&offset=0&user-id=u1").json()  # gorse-go GetPopularItems
+        assert popular == [{"Id": "g4", "Score": 2.0}]
+        assert c.get("/api/latest/", params={"n": 2, "offset": 0}).json()[0]["Id"] == "g5"  # gorse-js getLatest
+        assert [s["Id"] for s in c.get("/api/latest?category=Shoes&category=Shoes&n=9").json()] == ["g5", "g3", "g1"]
+        assert c.get("/api/recommend/new/?n=2&offset=0", headers={"X-API-Version": "2"}).json()[0]["Id"] in {"g1", "g3"}
+
+        home.behaviour.train("itemknn")
+        assert [u["Id"] for u in c.get("/api/user/u0/neighbors?n=2&offset=0").json()] == ["u2", "u1"]  # gorse-go
+        assert {s["Id"] for s in c.get("/api/item/g1/neighbors/Shoes?n=5&offset=0").json()} <= {"g3", "g5"}
+        assert c.post("/api/session/recommend/?n=2", json=[{"FeedbackType": "star", "UserId": "", "ItemId": "g1",
+                                                             "Timestamp": ""}]).json()[0]["Id"] == "g3"  # gorse-js
+        refused = c.get("/api/user/nobody/neighbors")
+        assert refused.status_code == 404 and "user nobody not found" in refused.json()["detail"]

@@ -143,6 +143,74 @@ def test_workers_on_one_database_share_keys_and_revocations(db):
     assert [k.key_id for k in one.list()] == [info.key_id]
 
 
+def statements(store: KeyStore) -> list[str]:
+    """Every SQL statement ``store`` runs from now on, as its engine sends them."""
+    from sqlalchemy import event
+
+    sent: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda conn, cursor, sql, *rest: sent.append(sql))
+    return sent
+
+
+def test_a_remembered_key_costs_one_query_and_a_revocation_elsewhere_counts_at_once(db, tmp_path):
+    """A store remembers the keys it has checked, so a request costs one small query (the
+    table's stamp) instead of reading the key's row; a key revoked by another process (the CLI
+    here) is refused on the very next check all the same, and so is a key revoked meanwhile by
+    another store in this process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    worker = store_on(db)
+    key, info = worker.create("read", name="storefront")
+    other, other_info = worker.create("write")
+    assert worker.authenticate(key) == info
+    sent = statements(worker)
+    for _ in range(3):
+        assert worker.authenticate(key) == info
+    assert len(sent) == 3 and all("api_keys" in sql and "count" in sql for sql in sent), sent
+
+    exe = Path(sys.executable).with_name("stylesense")
+    subprocess.run([str(exe), "--home", str(db.parent), "keys", "revoke", "storefront"], check=True,
+                   capture_output=True, timeout=60)
+    assert worker.authenticate(key) is None
+    assert worker.authenticate(key) is None, "the revoked key is not remembered again"
+    assert worker.authenticate(other) == other_info, "other keys still work"
+
+    store_on(db).revoke(other_info.key_id)
+    assert worker.authenticate(other) is None
+
+
+def test_no_check_that_starts_after_a_revocation_lets_the_key_through(db):
+    """Threads authenticate one key without pause while another store (another worker) revokes
+    it: every check that started after the revocation committed refuses the key, whichever
+    thread filled the store's memory when."""
+    worker, admin = store_on(db), store_on(db)
+    key, info = worker.create("read")
+    results: list[tuple[float, bool]] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            results.append((started, worker.authenticate(key) is not None))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    admin.revoke(info.key_id)
+    revoked = time.monotonic()
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    before = [ok for started, ok in results if started < revoked]
+    after = [ok for started, ok in results if started > revoked]
+    assert before and any(before) and after, (len(before), len(after))
+    assert not any(after), f"{sum(after)} of {len(after)} checks after the revocation let the key through"
+
+
 def test_concurrent_creates_all_get_distinct_working_keys(db):
     keys = store_on(db)
     made: list[str] = []

@@ -77,6 +77,19 @@ def test_the_workers_answer_keep_alive_requests_without_a_delayed_ack_wait(serve
     assert httpx.get(f"{server.url}/v1/users/alice/recommendations").status_code == 401
 
 
+def test_a_key_revoked_by_the_cli_is_refused_by_every_worker_on_its_next_request(server: ServerProcess, write_key: str) -> None:
+    """Each worker remembers the keys it has checked (serving.keys); a revocation made by
+    another process still counts from the next request on, in every worker. Every request
+    opens a connection of its own, so both workers answer some of each round."""
+    path = "/v1/users/alice/recommendations"
+    before = [httpx.get(f"{server.url}{path}", headers={"X-API-Key": write_key}).status_code for _ in range(30)]
+    assert before == [200] * 30
+    subprocess.run([str(EXE), "--home", str(server.home), "keys", "revoke", write_key.split("_")[1]],
+                   check=True, capture_output=True, timeout=60)
+    after = [httpx.get(f"{server.url}{path}", headers={"X-API-Key": write_key}).status_code for _ in range(30)]
+    assert after == [401] * 30
+
+
 def stored(home: Path, prefix: str) -> Counter[str]:
     """How many times each event id starting with ``prefix`` is in the database, read through
     the library by a process of its own (the test's), as the CLI would."""
@@ -211,6 +224,103 @@ def test_concurrent_writers_and_readers_see_no_errors_and_lose_no_events(server:
     q = statistics.quantiles(every, n=100)
     print(f"\nconcurrency, {CONCURRENT_S:g} s: {sum(written.values())} events by 8 writers, all stored once; "
           f"{len(every)} reads by 8 readers, p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(every):.0f} ms")
+
+
+def test_concurrent_gorse_writers_and_readers_lose_and_double_no_feedback(server: ServerProcess, write_key: str) -> None:
+    """The same through the Gorse routes for half as long: 3 writers POST feedback one at a time
+    (every 7th sent twice, as a client retrying after a timeout would), 1 overwrites 4
+    feedbacks again and again with PUT, 4 readers call recommend, feedback lists, popular,
+    latest and neighbours. Every request answers 200; every acknowledged feedback is stored
+    once, retries included; each overwritten one is there once, with the last value acknowledged."""
+    from datetime import datetime, timedelta, timezone
+
+    seconds = CONCURRENT_S / 2
+    deadline = time.monotonic() + seconds
+    problems: list[str] = []
+    posted: dict[int, set[tuple[str, str, str]]] = {}  # writer -> (user, item, time) acknowledged
+    overwritten: dict[tuple[str, str], float] = {}  # (user, item) -> the value of its last acknowledged PUT
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+    def send(c: httpx.Client, who: str, method: str, body: list[dict]) -> bool:
+        try:
+            r = c.request(method, "/api/feedback", json=body)
+        except httpx.HTTPError as e:
+            problems.append(f"{who}: {type(e).__name__}: {e}")
+            return False
+        if r.status_code != 200 or r.json() != {"RowAffected": len(body)}:
+            problems.append(f"{who}: {method} {r.status_code} {r.text[:300]}")
+            return False
+        return True
+
+    def poster(w: int) -> None:
+        acked: set[tuple[str, str, str]] = set()
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": write_key}, timeout=30) as c:
+            n = 0
+            while time.monotonic() < deadline and not problems:
+                when = (start + timedelta(seconds=n)).isoformat().replace("+00:00", "Z")
+                key = (f"gw{w}-{n % 5}", ITEMS[n % len(ITEMS)], when)
+                feedback = {"FeedbackType": "star", "UserId": key[0], "ItemId": key[1], "Timestamp": when}
+                if not send(c, f"writer {w}", "POST", [feedback]):
+                    break
+                acked.add(key)
+                if n % 7 == 6 and not send(c, f"writer {w}", "POST", [feedback]):  # a retry
+                    break
+                n += 1
+        posted[w] = acked
+
+    def overwriter() -> None:
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": write_key}, timeout=30) as c:
+            n = 0
+            while time.monotonic() < deadline and not problems:
+                key = (f"gput-{n % 2}", ITEMS[n % 4])
+                feedback = {"FeedbackType": "star", "UserId": key[0], "ItemId": key[1], "Value": n,
+                            "Timestamp": (start + timedelta(seconds=n)).isoformat()}
+                if not send(c, "overwriter", "PUT", [feedback]):
+                    break
+                overwritten[key] = float(n)
+                n += 1
+
+    def reader(k: int) -> None:
+        calls = [
+            lambda c, n: c.get(f"/api/recommend/gw{n % 3}-{n % 5}", params={"n": 5}),
+            lambda c, n: c.get(f"/api/user/gw{n % 3}-{n % 5}/feedback"),
+            lambda c, n: c.get("/api/popular", params={"n": 5}),
+            lambda c, n: c.get("/api/latest", params={"n": 5}),
+            lambda c, n: c.get(f"/api/item/{ITEMS[n % len(ITEMS)]}/neighbors", params={"n": 5}),
+            lambda c, n: c.get("/api/user/alice/neighbors", params={"n": 5}),
+            lambda c, n: c.get("/api/feedback", params={"n": 20}),
+        ]
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": write_key}, timeout=30) as c:
+            n = k
+            while time.monotonic() < deadline and not problems:
+                try:
+                    r = calls[n % len(calls)](c, n)
+                except httpx.HTTPError as e:
+                    problems.append(f"reader {k}: {type(e).__name__}: {e}")
+                    break
+                if r.status_code != 200:
+                    problems.append(f"reader {k}: {r.request.method} {r.request.url.path} -> {r.status_code} {r.text[:300]}")
+                    break
+                n += 1
+
+    clients = [threading.Thread(target=poster, args=(w,)) for w in range(3)] + [threading.Thread(target=overwriter)]
+    clients += [threading.Thread(target=reader, args=(k,)) for k in range(4)]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join(seconds + 120)
+    assert not problems, problems[:5]
+    assert "database is locked" not in server.tail(1 << 20)
+
+    events = StyleSense(server.home).behaviour.events.events()
+    stars = Counter((e.user_id, e.item_id, e.ts.isoformat().replace("+00:00", "Z")) for e in events
+                    if e.user_id.startswith("gw"))
+    assert set(stars.values()) == {1}, "a feedback was stored twice"
+    assert set(stars) == set().union(*posted.values()), "acknowledged feedback lost"
+    kept = {(e.user_id, e.item_id): e.value for e in events if e.user_id.startswith("gput")}
+    assert sum(e.user_id.startswith("gput") for e in events) == len(kept) and kept == overwritten
+    print(f"\ngorse concurrency, {seconds:g} s: {len(stars)} feedbacks by 3 writers, each stored once; "
+          f"{len(overwritten)} overwritten in place {int(max(overwritten.values(), default=-1)) + 1} times in all")
 
 
 def test_every_route_answers_within_its_openapi_schema(server: ServerProcess, write_key: str) -> None:

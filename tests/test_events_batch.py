@@ -35,8 +35,8 @@ def test_a_batch_is_stored_whole_or_refused_whole_naming_each_bad_event(store):
         assert reason in message
     assert store.count() == 0
     many = [NewEvent("u", "a", "oops", T0)] * 25
-    assert str(_refusal(store, many)).endswith("event 9: unknown event type 'oops' (known: cart, click, like, "
-                                               "purchase, rating, view); and 15 more")
+    assert str(_refusal(store, many)).endswith("event 9: unknown event type 'oops' (known: cart, click, dislike, like, "
+                                               "not_interested, purchase, rating, view); and 15 more")
     assert store.add_many([good, NewEvent("u1", "b", ts=T0)]) == ImportCounts(2, 0)
     assert store.add_many([]) == ImportCounts(0, 0)
 
@@ -109,7 +109,7 @@ def test_latest_reads_a_shopper_newest_first_page_by_page_without_losing_ties(st
     assert [e.item_id for e in store.latest("u", before=str(same.timestamp())).events] == ["old"]
     first = store.latest("u", limit=1).events[0].to_dict()
     assert first == {"user_id": "u", "item_id": "new", "type": "view", "ts": "2024-03-01T14:00:00+00:00",
-                     "price": None, "value": None, "session_id": None, "event_id": None}
+                     "price": None, "value": None, "session_id": None, "event_id": None, "impression_id": None}
     assert store.latest("nobody").to_dict() == {"events": [], "next_before": None}
     for limit in (0, 1001, True):
         with pytest.raises(InvalidInput, match="limit must be an integer from 1 to 1000"):

@@ -72,7 +72,8 @@ def test_bad_rows_are_reported_with_line_numbers_and_the_rest_imports(tmp_path, 
         BadRow(3, "b", "empty user id"),
         BadRow(4, "", "empty item id"),
         BadRow(5, "c", "time in column 'when' is not an ISO date or an epoch number: 'yesterday'"),
-        BadRow(6, "d", "unknown event type 'wishlist' (known: cart, click, like, purchase, rating, view)"),
+        BadRow(6, "d", "unknown event type 'wishlist' (known: cart, click, dislike, like, not_interested, purchase, "
+                       "rating, view)"),
         BadRow(7, "e", "price in column 'price' is not a number: 'ten'"),
         BadRow(8, "", "3 fields, header has 5"),
     ]

@@ -175,9 +175,9 @@ def test_recommendations_before_any_model_are_the_popular_items_in_the_category(
     assert g.recommend("u1") == []  # no events: nothing is popular yet
     shoes_and_bags(g)
     assert [r.item_id for r in g.recommend("new")][:2] == ["g1", "g3"]
-    assert {r.item_id for r in g.recommend("new", 10, category="Bags")} <= {"g0", "g2", "g4"}
+    assert {r.item_id for r in g.recommend("new", 10, categories=["Bags"])} <= {"g0", "g2", "g4"}
     assert [r.item_id for r in g.recommend("new", 1, offset=1)] == ["g3"]
-    assert g.recommend("new", category="Hats") == []
+    assert g.recommend("new", categories=["Hats"]) == []
     assert "g1" not in [r.item_id for r in g.recommend("u0")]  # what the shopper has is left out
     g.insert_items([GorseItem("g1", is_hidden=True, categories=["Shoes"])])
     assert "g1" not in [r.item_id for r in g.recommend("new")]
@@ -191,7 +191,7 @@ def test_recommendations_by_the_trained_model_filter_by_category_and_write_back(
     g = Gorse(ss)
     shoes_and_bags(g)
     ss.behaviour.train("itemknn")
-    shoes = g.recommend("u0", 10, category="Shoes")
+    shoes = g.recommend("u0", 10, categories=["Shoes"])
     assert shoes and {r.item_id for r in shoes} <= {"g1", "g3", "g5"}
 
     before = ss.behaviour.events.count()
@@ -203,7 +203,7 @@ def test_recommendations_by_the_trained_model_filter_by_category_and_write_back(
     with pytest.raises(InvalidInput, match="unknown feedback type"):
         g.recommend("u0", write_back_type="seen")
     ss.remove_items([f"g{i}" for i in range(6)])  # now no item has categories: none is in one
-    assert g.recommend("u0", category="Shoes") == []
+    assert g.recommend("u0", categories=["Shoes"]) == []
 
 
 def test_neighbours_and_session_recommendations(ss):
@@ -219,7 +219,7 @@ def test_neighbours_and_session_recommendations(ss):
     assert session[0].item_id == "g3" and {"g1", "nope"}.isdisjoint(r.item_id for r in session)
     assert ss.behaviour.events.count() == 12  # a session stores nothing
     assert all(r.item_id in {"g0", "g2", "g4"} for r in g.session_recommend([Feedback("star", "", "g1")], 3,
-                                                                             category="Bags"))
+                                                                             categories=["Bags"]))
     with pytest.raises(InvalidInput, match="unknown feedback type"):
         g.session_recommend([Feedback("stars", "", "g1")])
 
@@ -291,3 +291,127 @@ def test_concurrent_first_feedback_of_one_new_shopper_makes_one_profile(ss):
         t.join()
     assert not errors and sum(made) == 20
     assert len(UserStore(ss.store.engine).page(None, 100)[0]) >= 20
+
+
+def test_feedback_keeps_its_comment_and_labels_and_an_overwrite_replaces_the_shoppers_feedback(ss):
+    g = Gorse(ss)
+    g.insert_feedback([Feedback("star", "u1", "g1", T0, comment="nice", labels={"device": "ios"}),
+                       Feedback("star", "u1", "g1", T0 + timedelta(hours=1)), Feedback("view", "u1", "g1", T0)])
+    star = g.feedback(feedback_type="star", user_id="u1", item_id="g1")[0]
+    assert [(f.comment, f.labels) for f in star] == [("nice", {"device": "ios"}), ("", None)]
+    assert star[0].to_dict()["Comment"] == "nice" and star[0].to_dict()["Labels"] == {"device": "ios"}
+
+    # Gorse keeps one feedback per type, user and item: an overwrite replaces both stars, not the view.
+    assert g.insert_feedback([Feedback("star", "u1", "g1", T0 + timedelta(days=1), 2.0, "first"),
+                              Feedback("star", "u1", "g1", T0 + timedelta(days=2), 5.0, "changed my mind"),
+                              Feedback("star", "u2", "g1", T0)], overwrite=True) == 3
+    assert [(f.timestamp, f.value, f.comment) for f in g.feedback(feedback_type="star", user_id="u1")[0]] == [
+        (T0 + timedelta(days=2), 5.0, "changed my mind")]  # of one key given twice, the last
+    assert [f.feedback_type for f in g.feedback(user_id="u1", item_id="g1")[0]] == ["view", "like"]
+    assert ss.behaviour.events.count() == 3 and [u.user_id for u in g.users.page(None, 10)[0]] == ["u1", "u2"]
+
+    with pytest.raises(InvalidInput, match="labels"):  # refused whole: nothing replaced
+        g.insert_feedback([Feedback("star", "u1", "g1", T0), Feedback("star", "u3", "g1", T0, labels=[1, "a"])],
+                          overwrite=True)
+    with pytest.raises(InvalidInput, match="at most 4096"):
+        g.insert_feedback([Feedback("star", "u3", "g1", T0, comment="x" * 4097)])
+    assert ss.behaviour.events.count() == 3 and g.feedback(feedback_type="star", user_id="u1")[0][0].value == 5.0
+
+
+def test_an_older_home_gains_the_event_comment_and_labels_columns(tmp_path):
+    from sqlalchemy import inspect, text
+
+    from stylesense.events.store import EventStore, NewEvent
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = EventStore.open(url)
+    old.add("u", "a", "like", ts=T0)
+    with old.engine.begin() as conn:  # the table as homes made before feedback comments have it
+        conn.execute(text("ALTER TABLE events DROP COLUMN comment"))
+        conn.execute(text("ALTER TABLE events DROP COLUMN labels"))
+    old.engine.dispose()
+    store = EventStore.open(url)
+    assert {"comment", "labels"} <= {c["name"] for c in inspect(store.engine).get_columns("events")}
+    store.add_many([NewEvent("u", "b", "like", T0, comment="kept", labels=["x"])])
+    assert [(e.item_id, e.comment, e.labels) for e in store.events()] == [("a", None, None), ("b", "kept", ["x"])]
+
+
+def test_several_categories_mean_items_in_all_of_them(ss):
+    g = Gorse(ss)
+    shoes_and_bags(g)
+    for i in (1, 2, 5):
+        g.set_category(f"g{i}", "Sale", True)
+    for categories in (["Shoes", "Sale"], ["sale", "SHOES"]):  # matched as catalogue filters match
+        # g1 and g5 are shoes on sale; nobody has g5, so the popular answer has only g1.
+        assert {r.item_id for r in g.recommend("new", 10, categories=categories)} == {"g1"}
+        assert {r.item_id for r in g.popular(10, categories=categories)} == {"g1"}
+    ss.behaviour.train("itemknn")
+    assert [r.item_id for r in g.recommend("newbie", 10, categories=["Shoes", "Sale"])] == ["g1", "g5"]
+    assert {r.item_id for r in g.recommend("newbie", 10, categories=["Shoes"])} == {"g1", "g3", "g5"}
+    assert [r.item_id for r in g.neighbors("g3", 10, categories=["Shoes", "Sale"])] == ["g1"]
+    assert g.recommend("u1", categories=["Shoes", "Hats"]) == []
+
+
+def test_popular_and_latest_items_with_categories_and_a_shoppers_items_left_out(ss):
+    g = Gorse(ss)
+    assert g.latest() == []  # the CSV-like items have no Gorse timestamp
+    g.insert_items([GorseItem(f"g{i}", categories=["Shoes" if i % 2 else "Bags"], timestamp=T0 + timedelta(days=i))
+                    for i in range(6)])
+    g.insert_feedback([Feedback("star", f"u{u}", item, T0) for u in range(4) for item in ["g1", "g3"][: 1 + u % 2]]
+                      + [Feedback("read", "u0", "g4", T0)])
+    assert [(r.item_id, r.score) for r in g.popular(3)] == [("g1", 4.0), ("g3", 2.0), ("g4", 1.0)]
+    assert [r.item_id for r in g.popular(3, user_id="u1")] == ["g4"]  # u1 has g1 and g3
+    assert [r.item_id for r in g.popular(2, 1, categories=["Shoes"])] == ["g3"]
+
+    newest = g.latest(3)
+    assert [r.item_id for r in newest] == ["g5", "g4", "g3"] and newest[0].score == (T0 + timedelta(days=5)).timestamp()
+    assert [r.item_id for r in g.latest(2, 1, categories=["Bags"])] == ["g2", "g0"]
+    assert [r.item_id for r in g.latest(3, user_id="u0")] == ["g5", "g3", "g2"]
+    g.patch_item("g5", is_hidden=True)
+    assert g.latest(1)[0].item_id == "g4"  # never a hidden item
+    assert g.latest(categories=["Hats"]) == [] and g.popular(categories=["Hats"]) == []
+    with pytest.raises(InvalidInput, match="n must be"):
+        g.latest(0)
+    with pytest.raises(InvalidInput, match="whitespace"):
+        g.popular(user_id=" u1")
+
+
+def test_user_neighbours_are_the_shoppers_with_the_most_alike_histories(ss):
+    g = Gorse(ss)
+    shoes_and_bags(g)  # u0 and u2 starred g1, g3 and g4; u1 and u3 g1, g3 and g2
+    with pytest.raises(NotReady):
+        g.user_neighbors("u0")
+    ss.behaviour.train("itemknn")
+    near = g.user_neighbors("u0")
+    assert [u.user_id for u in near] == ["u2", "u1", "u3"] and near[0].score == pytest.approx(1.0)
+    assert near[1].score == pytest.approx(2 / 3) and near[1].to_dict() == {"Id": "u1", "Score": round(2 / 3, 6)}
+    assert [u.user_id for u in g.user_neighbors("u0", 1, offset=1)] == ["u1"]
+    g.insert_feedback([Feedback("star", "u9", "g4")])  # folded into the model: like u0 and u2 only
+    assert {u.user_id for u in g.user_neighbors("u9")} == {"u0", "u2"}
+    g.users.upsert([User("quiet")])
+    assert g.user_neighbors("quiet") == []  # a profile, no events yet
+    with pytest.raises(NotFound, match="user nobody not found"):
+        g.user_neighbors("nobody")
+
+
+def test_feedback_types_are_set_from_the_command_line(ss):
+    from typer.testing import CliRunner
+
+    from stylesense.cli import app
+
+    config = ss.configure({"gorse_feedback_types": "buy:purchase, fav:like"})
+    assert config.gorse_feedback_types == {"buy": "purchase", "fav": "like"}
+    assert Gorse(ss).event_type("buy") == "purchase" and Gorse(ss).event_type("star") == "like"
+    for text, words in (("buy=purchase", "FEEDBACK_TYPE:EVENT_TYPE"), ("buy:", "FEEDBACK_TYPE:EVENT_TYPE"),
+                        ("buy:purchse", "not an event type")):
+        with pytest.raises(InvalidInput, match=words):
+            ss.configure({"gorse_feedback_types": text})
+    assert ss.configure({"gorse_feedback_types": ""}).gorse_feedback_types is None  # only the defaults
+
+    home = ["--home", str(ss.home.root)]
+    run = CliRunner().invoke(app, [*home, "config", "gorse_feedback_types=star:purchase,like:cart"])
+    assert run.exit_code == 0, run.output
+    assert Gorse(StyleSense(ss.home.root)).feedback_types()["star"] == "purchase"
+    assert '"like": "cart"' in run.output
+    refused = CliRunner().invoke(app, [*home, "config", "gorse_feedback_types=star:stars"])
+    assert refused.exit_code != 0 and "not an event type" in refused.output

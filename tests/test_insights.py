@@ -202,7 +202,8 @@ def test_repurchase_rate_by_item_and_by_product_group(shop):
 def test_columns_guessed_and_configured(shop):
     assert insights.category_column(shop) == "category"
     assert insights.group_column(shop) == "product_code"
-    shop.update_config(lambda c: c.extra.update(category_column="name", group_column="category"))
+    shop.update_config(lambda c: c.extra.update(category_column="name"))
+    shop.configure({"group_column": "category"})
     assert insights.category_column(shop) == "name" and insights.group_column(shop) == "category"
 
 

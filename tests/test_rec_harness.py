@@ -146,7 +146,7 @@ def test_json_round_trip_has_the_documented_keys(pop_split, tmp_path):
     assert {"protocol", "k", "models", "cold", "exclude_seen", "split"} <= set(raw)
     assert raw["k"] == 2 and raw["protocol"] == "custom"
     expected = {"ndcg_at_k", "map_at_k", "precision_at_k", "recall_at_k", "hit_rate_at_k", "mrr", "coverage",
-                "revenue_at_k", "fit_seconds", "recommend_ms_per_user", "users", "hits"}
+                "intra_list_diversity", "revenue_at_k", "fit_seconds", "recommend_ms_per_user", "users", "hits"}
     assert set(ROW_KEYS) == expected
     assert set(raw["models"]["popular"]) == expected
     assert set(raw["cold"]["popular"]) == expected

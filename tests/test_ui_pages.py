@@ -223,6 +223,7 @@ def test_the_catalogue_page_imports_a_csv_and_a_zip_and_reports_bad_rows(page, s
     assert ss.search(item="new-1", k=1)  # embedded and indexed
     report = at.dataframe[0].value
     assert set(report["id"]) == {"new-2", "new-3"}  # a warning (price) and a bad row (no photo)
+    assert not any(str(shop) in reason for reason in report["reason"])  # no server folder shown
     ss.remove_items(["new-1", "new-2"])
 
 

@@ -54,6 +54,9 @@ app.add_typer(events_app, name="events")
 app.add_typer(recommend_app, name="recommend")
 keys_app = typer.Typer(help="API keys for the REST server: create, list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+experiment_app = typer.Typer(help="A/B experiments between trained models: create, list, stop, report.",
+                             no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -112,15 +115,16 @@ def init(
 @catalog_app.command("import")
 def catalog_import(
     csv_path: Annotated[Path, typer.Argument(metavar="CSV", help="Product metadata table.")],
-    images: Annotated[str, typer.Option(help="Image path template over the row's columns, relative to the CSV, e.g. images/{id}.jpg")],
-    id_column: Annotated[str, typer.Option(help="Column holding the product id.")] = "id",
+    images: Annotated[Optional[str], typer.Option(help="Image path template over the row's columns, relative to the CSV, e.g. images/{id}.jpg (default: the preset's).")] = None,
+    id_column: Annotated[Optional[str], typer.Option(help="Column holding the product id (default: the preset's, else id).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Layout of a public catalogue: hm (H&M articles.csv: article_id, images/{article_id:.3}/{article_id}.jpg, product groups by product_code) or kaggle (styles.csv: id, images/{id}.jpg).")] = None,
     encoding: Annotated[str, typer.Option(help="Text encoding of the CSV.")] = "utf-8",
 ) -> None:
     """Add or update products (idempotent upsert by id; only changed photos are re-embedded).
 
     Exit status 1 when any row failed or was imported with a cell left empty (a value that is
     not a number in a numeric column): both are listed, and written to the report file."""
-    report = _import(_open(), csv_path, images, id_column, encoding)
+    report = _import(_open(), csv_path, images, id_column, encoding, preset=preset)
     problems = sorted(report.bad + report.warnings, key=lambda b: b.row)
     if problems:
         for b in problems[:20]:
@@ -131,10 +135,11 @@ def catalog_import(
         raise typer.Exit(1)
 
 
-def _import(ss: StyleSense, csv_path: Path, images: str, id_column: str, encoding: str = "utf-8") -> ImportReport:
+def _import(ss: StyleSense, csv_path: Path, images: str | None, id_column: str | None, encoding: str = "utf-8",
+            preset: str | None = None) -> ImportReport:
     with _progress() as bar:
         task = bar.add_task("embedding photos", total=None)
-        report = ss.import_catalog(csv_path, images, id_column=id_column, encoding=encoding,
+        report = ss.import_catalog(csv_path, images, id_column=id_column, preset=preset, encoding=encoding,
                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
     out.print(f"{report.rows} rows: {report.added} added, {report.updated} updated, "
               f"{report.unchanged} unchanged, {report.embedded} photos embedded, {len(report.bad)} failed")
@@ -189,7 +194,7 @@ def catalog_list(limit: Annotated[int, typer.Option("-n", help="Rows to show.")]
 
 @app.command("config")
 def config_cmd(
-    changes: Annotated[Optional[list[str]], typer.Argument(metavar="[KEY=VALUE]...", help="e.g. catalogue_only=true stock_column=available")] = None,
+    changes: Annotated[Optional[list[str]], typer.Argument(metavar="[KEY=VALUE]...", help="e.g. catalogue_only=true stock_column=available group_column=product_code gorse_feedback_types=star:purchase,like:cart")] = None,
 ) -> None:
     """Show the home's settings, or change those that need no re-embedding."""
     from dataclasses import asdict
@@ -277,7 +282,7 @@ def adapt(
 @evaluate_app.command("retrieval")
 def evaluate_retrieval(
     label: Annotated[str, typer.Option(help="Items with the same value count as relevant.")],
-    group: Annotated[Optional[str], typer.Option(help="Same-product column for group recall.")] = None,
+    group: Annotated[Optional[str], typer.Option(help="Same-product column for group recall (default: the home's group_column).")] = None,
     k: Annotated[int, typer.Option("-k", min=1)] = 10,
     adapt_split: Annotated[bool, typer.Option("--adapt", help="Train an adapter on half the items, measure on the other half.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")] = None,
@@ -341,7 +346,7 @@ def events_import(
 def events_add(
     user: Annotated[str, typer.Option(help="Shopper id.")],
     item: Annotated[str, typer.Option(help="Item id.")],
-    event_type: Annotated[str, typer.Option("--type", help="view, click, cart, purchase, like or rating.")] = "view",
+    event_type: Annotated[str, typer.Option("--type", help="view, click, cart, purchase, like, rating, or negative feedback: dislike, not_interested.")] = "view",
     price: Annotated[Optional[float], typer.Option()] = None,
     value: Annotated[Optional[float], typer.Option(help="Explicit value, e.g. the rating of a rating event.")] = None,
     session: Annotated[Optional[str], typer.Option(help="Session id.")] = None,
@@ -375,7 +380,7 @@ def _pairs(pairs: list[str] | None, what: str = "--param") -> dict[str, str]:
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option(help="popular, trending, itemknn, als, bpr, ease, visual, neumf or gru4rec.")],
+    model: Annotated[str, typer.Option(help="popular, trending, repurchase, itemknn, als, bpr, ease, visual, neumf, gru4rec, blend or ranker.")],
     param: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE model parameter; repeat for more (default: tuned, else built-in).")] = None,
 ) -> None:
     """Fit a recommender on every event and store it in the home."""
@@ -383,6 +388,10 @@ def train(
     fitted, seconds = ss.behaviour.train(model, _pairs(param))
     out.print(f"trained {model} on {fitted.data.n_events} events ({fitted.data.n_users} users, "
               f"{fitted.data.n_items} items) in {seconds:.1f} s; params {json.dumps(fitted.params)}")
+    importances = getattr(fitted, "feature_importances", None)  # the ranker's, saved in its file
+    if importances:
+        top = ", ".join(f"{name} {share:.3f}" for name, share in list(importances.items())[:10])
+        out.print(f"feature importances (share of gain, top 10): {top}")
 
 
 SeenOpt = Annotated[Optional[bool], typer.Option("--exclude-seen/--include-seen", help="Hide items the shopper already has [default: the home's choice].")]
@@ -398,6 +407,7 @@ def recommend(
     where: Annotated[Optional[list[str]], typer.Option(help="COL=VALUE catalogue filter; repeat for more.")] = None,
     min_price: Annotated[Optional[float], typer.Option()] = None,
     max_price: Annotated[Optional[float], typer.Option()] = None,
+    diversity: Annotated[float, typer.Option(min=0.0, max=1.0, help="0 (off) to 1: re-rank the model's best candidates so the products look less alike (MMR on their photos).")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Top-k items for one shopper, with reasons where the model has them."""
@@ -407,7 +417,7 @@ def recommend(
         _fail("give --user ID (or use `stylesense recommend batch`)")
     ss = _open()
     filters = Filters.parse(where or [], min_price, max_price, ss.config.price_column)
-    recs = ss.behaviour.recommend(user, k, model=model, exclude_seen=exclude_seen, filters=filters)
+    recs = ss.behaviour.recommend(user, k, model=model, exclude_seen=exclude_seen, filters=filters, diversity=diversity)
     _print_recommendations(f"recommendations for {user}", recs, as_json)
 
 
@@ -461,13 +471,18 @@ def evaluate_recommenders(
     seed: Annotated[int, typer.Option(help="Stratified protocol: split seed.")] = 42,
     exclude_seen: SeenOpt = None,
     tuned: Annotated[bool, typer.Option("--tuned/--defaults", help="Use parameters from `stylesense tune` where saved.")] = True,
+    diversity: Annotated[str, typer.Option(help="Comma-separated MMR diversity values from 0 (off) to 1: a row per model and value, e.g. 0,0.3,0.6.")] = "0",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a side-by-side chart (PNG) here.")] = None,
 ) -> None:
-    """Every model on one split: precision, recall, nDCG, MAP, hit rate, MRR, coverage, revenue."""
+    """Every model on one split: precision, recall, nDCG, MAP, hit rate, MRR, coverage, intra-list diversity, revenue."""
     names = [m.strip() for m in models.split(",") if m.strip()]
+    try:
+        levels = [float(d) for d in diversity.split(",") if d.strip()] or [0.0]
+    except ValueError:
+        _fail(f"--diversity {diversity!r} is not comma-separated numbers")
     result = _open().behaviour.evaluate(protocol, names, k=k, test_days=test_days, seed=seed,
-                                        exclude_seen=exclude_seen, tuned=tuned)
+                                        exclude_seen=exclude_seen, tuned=tuned, diversity=levels)
     out.print(result.table())
     split = result.split
     out.print(f"split: {split['train_events']} train / {split['test_events']} test events, "
@@ -662,6 +677,85 @@ def keys_revoke(ref: Annotated[str, typer.Argument(metavar="ID_OR_NAME", help="T
 
     info = KeyStore(_open().store.engine).revoke(ref)
     out.print(f"revoked {info.role} key {info.key_id}" + (f" ({escape(info.name)})" if info.name else ""), highlight=False)
+
+
+@experiment_app.command("create")
+def experiment_create(
+    name: Annotated[str, typer.Argument(help="A new experiment's name (letters, digits, '.', '_', '-').")],
+    arms: Annotated[str, typer.Option(help="Comma-separated trained models, the control first, e.g. ease,ranker.")],
+    split: Annotated[Optional[str], typer.Option(help="Traffic weights per arm, e.g. 50,50 [default: equal].")] = None,
+    metric: Annotated[str, typer.Option(help="What decides it: click, cart, purchase or revenue.")] = "purchase",
+    window_hours: Annotated[float, typer.Option(help="Events up to this long after a recommendation count for it.")] = 24.0,
+) -> None:
+    """Start an experiment: from now on each shopper asking for recommendations is put in an
+    arm (a stable hash of experiment and shopper) and served by its model."""
+    weights = None if split is None else [w.strip() for w in split.split(",") if w.strip()]
+    experiment = _open().experiments.create(name, [a.strip() for a in arms.split(",") if a.strip()],
+                                            weights, metric=metric, window_hours=window_hours)  # type: ignore[arg-type]
+    shares = ", ".join(f"{a} {s:.0%}" for a, s in zip(experiment.arms, experiment.split))
+    out.print(f"experiment {experiment.name} running: {shares}; decided on {experiment.metric}, "
+              f"window {experiment.window_hours:g} h", highlight=False)
+
+
+@experiment_app.command("list")
+def experiment_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every experiment, newest first."""
+    found = _open().experiments.list()
+    if as_json:
+        out.print_json(data=[e.to_dict() for e in found])
+        return
+    table = Table(title=f"experiments: {sum(e.running for e in found)} running, {sum(not e.running for e in found)} stopped")
+    for col in ("name", "status", "arms (split)", "metric", "window h", "started (UTC)", "stopped (UTC)"):
+        table.add_column(col)
+    for e in found:
+        table.add_row(e.name, e.status, ", ".join(f"{a} {s:.0%}" for a, s in zip(e.arms, e.split)), e.metric,
+                      f"{e.window_hours:g}", f"{e.started:%Y-%m-%d %H:%M:%S}",
+                      "" if e.stopped is None else f"{e.stopped:%Y-%m-%d %H:%M:%S}")
+    out.print(table)
+
+
+@experiment_app.command("stop")
+def experiment_stop(name: Annotated[str, typer.Argument(help="The experiment's name.")]) -> None:
+    """Stop an experiment: shoppers get the served model again; its report stays."""
+    experiment = _open().experiments.stop(name)
+    out.print(f"experiment {experiment.name} stopped at {experiment.stopped:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
+
+
+@experiment_app.command("report")
+def experiment_report(
+    name: Annotated[str, typer.Argument(help="The experiment's name.")],
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write its chart (PNG) here.")] = None,
+) -> None:
+    """Per arm: shoppers, impressions, click-through, add-to-cart, conversion, negative-feedback
+    and return rates, revenue per shopper and per impression, with 95% intervals and p-values
+    against the control; the sample-ratio check and the winner."""
+    report = _open().experiments.report(name)
+    out.print(report.table())
+    out.print(report.verdict(), highlight=False)
+    if json_out:
+        report.to_json(json_out)
+    if plot:
+        report.plot(plot)
+
+
+@experiment_app.command("online")
+def experiment_online(
+    window_hours: Annotated[float, typer.Option(help="The rolling window.")] = 24.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Online evaluation (as Gorse's): per model, recommendations served in the window and the
+    share with positive feedback (a view, click, like, cart or purchase credited to them)."""
+    rates = _open().experiments.online(window_hours)
+    if as_json:
+        out.print_json(data=[r.to_dict() for r in rates])
+        return
+    table = Table(title=f"positive feedback on recommendations served in the last {window_hours:g} h")
+    for col in ("model", "impressions", "positive", "rate"):
+        table.add_column(col)
+    for r in rates:
+        table.add_row(r.model, str(r.impressions), str(r.positive), "-" if r.rate is None else f"{r.rate:.2%}")
+    out.print(table)
 
 
 @app.command()

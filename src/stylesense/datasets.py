@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from stylesense.catalog.presets import PRESETS
 from stylesense.errors import InvalidInput
 
 FASHION_MNIST_CLASSES = (
@@ -55,10 +56,11 @@ class CatalogSource:
 
 def kaggle_fashion(root: Path) -> CatalogSource:
     """The Kaggle/Myntra "Fashion Product Images" folder (styles.csv + images/<id>.jpg)."""
+    layout = PRESETS["kaggle"]
     return _existing(CatalogSource(
         csv=Path(root) / "styles.csv",
-        image_template="images/{id}.jpg",
-        id_column="id",
+        image_template=layout.images,
+        id_column=layout.id_column,
         label_columns=("articleType", "baseColour", "subCategory", "masterCategory", "gender"),
     ))
 
@@ -69,13 +71,14 @@ def hm_articles(root: Path) -> CatalogSource:
     article_id must stay text: it is 10 digits with a leading zero, which is also why the
     folder is taken from the first three characters of the raw string.
     """
+    layout = PRESETS["hm"]
     return _existing(CatalogSource(
         csv=Path(root) / "articles.csv",
-        image_template="images/{article_id:.3}/{article_id}.jpg",
-        id_column="article_id",
+        image_template=layout.images,
+        id_column=layout.id_column,
         label_columns=("product_type_name", "colour_group_name", "product_group_name",
                        "garment_group_name", "index_group_name"),
-        group_column="product_code",
+        group_column=layout.group_column,
     ))
 
 

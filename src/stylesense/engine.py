@@ -16,6 +16,7 @@ import shutil
 import string
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +37,7 @@ from stylesense.vision.adapter import Adapter, normalize
 
 if TYPE_CHECKING:  # the embedder and the image decoder bring PIL: imported where photos are read
     from stylesense.behaviour import Behaviour
+    from stylesense.experiments import Experiments
     from stylesense.index.base import VectorIndex
     from stylesense.vision.embedder import Embedder
 
@@ -45,12 +47,14 @@ EMBED_CHUNK = 256
 (~3 s of CPU at 80 photos/s), and one commit (~1.3 MB of features) costs little next to them."""
 
 MAX_PAGE = 500  # items per page of ``item_page``
+_ID_CHUNK = 10_000  # ids per IN (...) query: SQLite allows 32,766 bound values
 PHOTOS_DIR = "photos"  # uploaded photos, in the home, by content hash
 THUMBNAILS_DIR = "thumbnails"  # thumbnails made by ``photo``, by the photo's content hash and size
 THUMBNAIL_SIZES = (16, 1024)  # smallest and largest thumbnail side, px
 
 # Settings `configure` may change on a filled home, and their types.
-SETTINGS: dict[str, type] = {"catalogue_only": bool, "exclude_seen": bool, "stock_column": str, "price_column": str}
+SETTINGS: dict[str, type] = {"catalogue_only": bool, "exclude_seen": bool, "stock_column": str, "price_column": str,
+                             "group_column": str, "gorse_feedback_types": dict}
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 Progress = Callable[[int], None]
 
@@ -216,6 +220,10 @@ class StyleSense:
                 if value.lower() not in _BOOLS:
                     raise InvalidInput(f"{key} must be true or false, got {text!r}")
                 value = _BOOLS[value.lower()]
+            elif kind is dict:  # Gorse feedback type -> event type: star:purchase,like:cart ("": none)
+                from stylesense.gorse import parse_feedback_types
+
+                value = parse_feedback_types(value, self.behaviour.weights)
             elif not value:
                 raise InvalidInput(f"{key} must not be empty")
             parsed[key] = value
@@ -265,6 +273,15 @@ class StyleSense:
             self._behaviour = Behaviour(self)
         return self._behaviour
 
+    @cached_property
+    def experiments(self) -> "Experiments":
+        """A/B experiments of this home, and the one way to serve a shopper's recommendations
+        through them (see :mod:`stylesense.experiments`). Stateless beyond the database: two
+        threads racing here make two, of which one is kept."""
+        from stylesense.experiments import Experiments
+
+        return Experiments(self)
+
     def to_vectors(self, raw: np.ndarray) -> np.ndarray:
         """Raw CNN features -> the vectors the index holds."""
         return self.adapter.transform(raw) if self.adapter is not None else normalize(raw)
@@ -273,14 +290,20 @@ class StyleSense:
     def import_catalog(
         self,
         csv_path: str | Path,
-        images: str,
+        images: str | None = None,
         *,
-        id_column: str = "id",
+        id_column: str | None = None,
+        preset: str | None = None,
         encoding: str = "utf-8",
         progress: Callable[[int, int], None] | None = None,
         allowed_roots: Sequence[Path] | None = None,
     ) -> ImportReport:
         """Upsert the CSV's rows by id; embed only new or changed photos; update the index.
+
+        ``images`` (the photo template) and ``id_column`` (default ``id``) override those of
+        ``preset`` (a public catalogue's layout, :data:`stylesense.catalog.presets.PRESETS`),
+        which also records its price and product-group columns as the home's settings where
+        the CSV has them and the home has no choice of its own.
 
         Raises CsvError for whole-file problems (nothing is imported); row problems go into the
         report, and every valid row is imported. A cell that is not a number in a numeric
@@ -289,14 +312,22 @@ class StyleSense:
         ``allowed_roots``: the folders the CSV and its photos must lie in, after symlinks are
         resolved. The CLI reads wherever its user points; an API or web app passes its upload
         folders, so that a row naming ``/etc/passwd`` (or a link to it) is a bad row, unread."""
+        from stylesense.catalog.presets import catalog_preset
         from stylesense.vision.images import content_hash
 
+        layout = None if preset is None else catalog_preset(preset)
+        images = images or (layout.images if layout else None)
+        if not images:
+            raise InvalidInput("give the photo path template (--images, e.g. images/{id}.jpg) or a --preset")
+        id_column = id_column or (layout.id_column if layout else "id")
         csv_path = Path(csv_path)
         roots = None if allowed_roots is None else [Path(r).resolve() for r in allowed_roots]
         if roots is not None and not _inside(csv_path.resolve(), roots):
             raise CsvError(f"{csv_path}: outside the allowed folders")
         table = read_table(csv_path, id_column, encoding)
         _check_template(images, table.columns)
+        if layout is not None:
+            self._record_layout(layout.settings(), table.columns)
         types = column_types(table, numeric=[self.config.price_column])
         report = ImportReport(rows=len(table.rows) + len(table.bad), bad=list(table.bad))
         known = self.store.hashes()
@@ -360,6 +391,20 @@ class StyleSense:
             problems = sorted(report.bad + report.warnings, key=lambda b: b.row)
             report.report_path = self._write_bad_rows(csv_path, problems)
         return report
+
+    def _record_layout(self, settings: Mapping[str, str], columns: Sequence[str]) -> None:
+        """Record a preset's column settings where the CSV has the column and the home's
+        setting is still its default (no choice of the home's own), under the config lock."""
+        defaults = Config()
+        wanted = {key: column for key, column in settings.items() if column in columns}
+
+        def change(config: Config) -> None:
+            for key, column in wanted.items():
+                if getattr(config, key) == getattr(defaults, key):
+                    setattr(config, key, column)
+
+        if any(getattr(self.config, key) != column for key, column in wanted.items()):
+            self.update_config(change)
 
     def remove_items(self, item_ids: Sequence[str]) -> list[str]:
         """Remove items from the catalogue and the index; returns the ids that existed. No
@@ -641,6 +686,41 @@ class StyleSense:
             Hit(by_pk[p].item_id, s, by_pk[p].attrs, by_pk[p].image_path) for p, s in pairs if p in by_pk
         ]
 
+    def item_vectors(self, item_ids: Sequence[str]) -> np.ndarray:
+        """The search vectors of ``item_ids``, (n, dim) float32 rows in their order; a zero row
+        for an item the index does not hold (no photo, hidden, removed or unknown), which is
+        like nothing. What diversity re-ranking and its evaluation compare products by."""
+        index = self.index()
+        ids = [str(i) for i in item_ids]
+        pks: dict[str, int] = {}
+        for start in range(0, len(ids), _ID_CHUNK):
+            pks.update((it.item_id, it.pk) for it in self.store.items(ids[start:start + _ID_CHUNK]))
+        wanted = np.array([pks.get(i, -1) for i in ids], dtype=np.int64)
+        out = np.zeros((len(ids), index.dim), dtype=np.float32)
+        with self._index_lock.reading():
+            rows = np.flatnonzero(np.isin(wanted, index.ids()))
+            if len(rows):
+                out[rows] = index.vectors(wanted[rows])
+        return out
+
+    def look_alikes(self, item_ids: Sequence[str], k: int, threshold: float) -> dict[str, float]:
+        """Products that look like any of ``item_ids``: among each one's ``k`` nearest in the
+        index (one batched search), those with a cosine of at least ``threshold``, with their
+        highest cosine; never the items themselves. Items the index does not hold find none."""
+        index = self.index()
+        found = [it for it in self.store.items(list(item_ids)) if not it.hidden]
+        with self._index_lock.reading():
+            pks = np.array([it.pk for it in found if it.pk in index], dtype=np.int64)
+            if not len(pks):
+                return {}
+            scores, ids = index.search(index.vectors(pks), min(k + 1, len(index)))
+        close = (ids >= 0) & (scores >= threshold) & ~np.isin(ids, pks)
+        best: dict[int, float] = {}
+        for pk, score in zip(ids[close].tolist(), scores[close].tolist()):
+            best[pk] = max(best.get(pk, -1.0), score)
+        by_pk = self.store.items_by_pk(best)
+        return {by_pk[pk].item_id: score for pk, score in best.items() if pk in by_pk}
+
     def matching_items(self, filters: Filters) -> list[Item]:
         """Live items whose metadata passes ``filters``; a filter on a column no item has is
         an error (FilterError), since an empty answer would hide the typo."""
@@ -714,8 +794,11 @@ class StyleSense:
         self, label: str, group: str | None = None, *, k: int = 10, adapt: bool = False
     ) -> dict[str, Any]:
         """Leave-one-out retrieval quality (see evaluation.retrieval). With ``adapt``, an honest
-        split: an adapter trained on one half of the items, measured on the other half alone."""
+        split: an adapter trained on one half of the items, measured on the other half alone.
+        ``group``: the same-product column (default: the home's ``group_column``, if any)."""
         from stylesense.evaluation.retrieval import adapt_split, retrieval_metrics
+
+        group = group or self.config.group_column
 
         pks, raw = self.store.features(searchable=True)  # what search can return
         if not len(pks):

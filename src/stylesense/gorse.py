@@ -15,19 +15,25 @@ serialise around it. How the two models meet:
   (never recommended again); its events stay, as every removal in stylesense keeps them.
 * A Gorse feedback is an event. ``FeedbackType`` maps to an event type
   (:func:`feedback_types`: each event type as itself, ``star`` -> like and ``read`` -> view,
-  then the home's ``gorse_feedback_types``); any other type is refused, so that a typo never
-  becomes an unweighted event. ``Value`` is the event's value, ``Timestamp`` its time (none:
-  now). Feedback ``Comment`` and ``Labels`` are not stored: events have no such fields. Several
-  Gorse types may name one event type; read back, an event carries the type asked for, else
-  its own name when that is a Gorse type too.
+  then the home's ``gorse_feedback_types``, set with ``stylesense config
+  gorse_feedback_types=star:purchase,like:cart``); any other type is refused, so that a typo
+  never becomes an unweighted event. ``Value`` is the event's value, ``Timestamp`` its time
+  (none: now), ``Comment`` and ``Labels`` its comment and labels. Inserting appends events (the
+  same feedback sent again is stored once); overwriting (``PUT``) replaces the shopper's events
+  of that type on that item, as Gorse keeps one feedback per type, user and item. Several Gorse
+  types may name one event type; read back, an event carries the type asked for, else its own
+  name when that is a Gorse type too.
 * A Gorse user is a profile. Inserting feedback gives each new shopper an empty profile, as
   Gorse does; deleting a user deletes the profile and the shopper's events (a trained model
   forgets them at its next training).
-* Recommendations come from the home's default model (the last trained), with a category
-  filter on the ``categories`` column; while no model is trained, the answer is the most
-  popular items (``Behaviour.popular``) the shopper does not have, as Gorse answers with its
-  popular list. Neighbours are the model's similar items; a session is scored by the model
-  as the history of an anonymous shopper.
+* Recommendations come from the home's default model (the last trained), in every category
+  asked for (:class:`InCategories`, over the ``categories`` column); while no model is
+  trained, the answer is the most popular items (``Behaviour.popular``) the shopper does not
+  have, as Gorse answers with its popular list. The popular list itself needs no model; the
+  latest items are those with the newest Gorse ``Timestamp``. Item neighbours are the model's
+  similar items, user neighbours the shoppers with the most alike histories
+  (``Behaviour.similar_users``); a session is scored by the model as the history of an
+  anonymous shopper.
 
 Lists page with Gorse's opaque cursors: "" starts, and the last page returns "".
 """
@@ -46,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from stylesense.catalog.filters import FilterError, Filters
 from stylesense.catalog.store import Item
 from stylesense.errors import InvalidInput, NotFound
+from stylesense.events.store import NewEvent
 from stylesense.events.users import MAX_PAGE, User, UserStore, check_labels
 from stylesense.home import Config
 from stylesense.inputs import check_id, id_problem
@@ -69,6 +76,32 @@ def feedback_types(config: Config, known: Collection[str]) -> dict[str, str]:
     :data:`ALIASES` (those naming a known type), then the home's ``gorse_feedback_types``."""
     aliases = {name: kind for name, kind in ALIASES.items() if kind in known}
     return {**{t: t for t in known}, **aliases, **(config.gorse_feedback_types or {})}
+
+
+def check_feedback_types(mapping: Mapping[str, str | None], known: Collection[str]) -> None:
+    """InvalidInput unless each name is a possible Gorse feedback type and each target (None:
+    no mapping) an event type of ``known``."""
+    for name, kind in mapping.items():
+        if not isinstance(name, str) or not name.strip() or len(name) > 32 or name != name.strip():
+            raise InvalidInput(f"a feedback type is 1 to 32 characters without surrounding spaces, got {name!r}")
+        if kind is not None and kind not in known:
+            raise InvalidInput(f"feedback type {name!r} cannot map to {kind!r}: not an event type "
+                               f"(known: {', '.join(sorted(known))}; `stylesense events weights` adds one)")
+
+
+def parse_feedback_types(text: str, known: Collection[str]) -> dict[str, str] | None:
+    """The home's ``gorse_feedback_types`` from a command line's text: ``star:purchase,like:cart``
+    maps Gorse's ``star`` to the ``purchase`` event and ``like`` to ``cart`` (""; none: only
+    the defaults of :func:`feedback_types`); checked as :func:`check_feedback_types` checks."""
+    mapping: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, kind = pair.partition(":")
+        if not sep or not kind.strip():
+            raise InvalidInput(f"gorse_feedback_types: {pair!r} is not FEEDBACK_TYPE:EVENT_TYPE "
+                               "(e.g. gorse_feedback_types=star:purchase,like:cart)")
+        mapping[name.strip()] = kind.strip()
+    check_feedback_types(mapping, known)
+    return mapping or None
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -132,6 +165,11 @@ def _pk_cursor(cursor: str | None) -> int:
     return int(at)
 
 
+def _check_range(n: int, offset: int) -> None:
+    if n < 1 or offset < 0:
+        raise InvalidInput(f"n must be at least 1 and offset at least 0, got n={n}, offset={offset}")
+
+
 def _check_page(n: int) -> int:
     if not 1 <= n <= MAX_PAGE:
         raise InvalidInput(f"n must be 1 to {MAX_PAGE}, got {n}")
@@ -147,12 +185,64 @@ class Feedback:
     item_id: str
     timestamp: datetime | None = None  # None: now, when inserted
     value: float = 0.0
+    comment: str = ""
+    labels: Any = None  # Gorse's labels (events.users.label_problem)
+
+    def event(self, event_type: str) -> NewEvent:
+        """The live event this feedback is stored as."""
+        return NewEvent(self.user_id, self.item_id, event_type, self.timestamp, value=self.value,
+                        comment=self.comment, labels=self.labels)
+
+    @classmethod
+    def of(cls, feedback_type: str, event: "StoredEvent") -> "Feedback":
+        """A stored event as a feedback of ``feedback_type``."""
+        return cls(feedback_type, event.user_id, event.item_id, event.ts, 0.0 if event.value is None else event.value,
+                   event.comment or "", event.labels)
 
     def to_dict(self) -> dict[str, Any]:
-        """Gorse's JSON shape (``Updated`` is the event's time: events are never changed)."""
+        """Gorse's JSON shape (``Updated`` is the event's time: an overwrite replaces the event)."""
         when = format_time(self.timestamp)
         return {"FeedbackType": self.feedback_type, "UserId": self.user_id, "ItemId": self.item_id,
-                "Value": self.value, "Timestamp": when, "Updated": when, "Labels": None, "Comment": ""}
+                "Value": self.value, "Timestamp": when, "Updated": when, "Labels": self.labels,
+                "Comment": self.comment}
+
+
+@dataclass(frozen=True)
+class InCategories(Filters):
+    """Items in every one of ``categories`` (Gorse's ``category`` parameters, repeated: all of
+    them), beside any other filter; each is matched as the catalogue filter
+    ``categories=NAME`` matches (case-insensitive; a list column holds it). A catalogue
+    filter's values of one column are any of them, so several categories need this."""
+
+    categories: tuple[str, ...] = ()
+    _each: tuple[Filters, ...] = field(init=False, repr=False, compare=False)  # one filter per category
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_each", tuple(Filters({"categories": (c,)}) for c in self.categories))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.categories) or super().active
+
+    def check_columns(self, known: set[str]) -> None:
+        if self.categories and "categories" not in known:
+            raise FilterError("no item has column categories: no item is in a category")
+        super().check_columns(known)
+
+    def matches(self, attrs: dict[str, Any]) -> bool:
+        return all(f.matches(attrs) for f in self._each) and super().matches(attrs)
+
+
+@dataclass(frozen=True)
+class UserScore:
+    """A shopper like another (Gorse's user neighbours)."""
+
+    user_id: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Gorse's scored shape."""
+        return {"Id": self.user_id, "Score": round(self.score, 6)}
 
 
 @dataclass(frozen=True)
@@ -270,14 +360,10 @@ class Gorse:
 
     def set_feedback_types(self, changes: Mapping[str, str | None]) -> dict[str, str]:
         """Map Gorse feedback types to event types in the home's config (None: drop the
-        mapping); each target must be an event type the home weighs. Returns the whole map."""
-        known = self.ss.behaviour.weights
-        for name, kind in changes.items():
-            if not isinstance(name, str) or not name.strip() or len(name) > 32:
-                raise InvalidInput(f"a feedback type is 1 to 32 characters, got {name!r}")
-            if kind is not None and kind not in known:
-                raise InvalidInput(f"feedback type {name!r} cannot map to {kind!r}: not an event type "
-                                   f"(known: {', '.join(sorted(known))}; `stylesense events weights` adds one)")
+        mapping), beside those it has; each target must be an event type the home weighs.
+        Returns the whole map. (``stylesense config gorse_feedback_types=...`` sets all of
+        them at once: :func:`parse_feedback_types`.)"""
+        check_feedback_types(changes, self.ss.behaviour.weights)
 
         def change(config: Config) -> None:
             mapping = {**(config.gorse_feedback_types or {}), **changes}
@@ -303,24 +389,22 @@ class Gorse:
         return next((name for name in sorted(mapping) if mapping[name] == event.type), event.type)
 
     # -- feedback -----------------------------------------------------------------------
-    def insert_feedback(self, feedback: Sequence[Feedback]) -> int:
-        """Store the feedback as events, all or none (one bad feedback stores nothing); each
-        new shopper gets a profile. Feedback already stored (same type, user, item and time)
-        is not stored twice, so a retried batch is harmless. Returns how many were given, as
-        Gorse's RowAffected does."""
+    def insert_feedback(self, feedback: Sequence[Feedback], *, overwrite: bool = False) -> int:
+        """Store the feedback as events in one transaction, all or none (one bad feedback
+        stores nothing: ``EventStore.add_many``'s rules); each new shopper gets a profile.
+        Feedback already stored (same type, user, item and time) is not stored twice, so a
+        retried batch is harmless. ``overwrite`` (Gorse's ``PUT``): each feedback replaces the
+        shopper's stored events of its type on its item (``EventStore.replace_many``).
+        Returns how many were given, as Gorse's RowAffected does."""
         if not feedback:
             return 0
-        import pandas as pd
-
         mapping = self.feedback_types()
-        now = datetime.now(timezone.utc)
-        for f in feedback:  # a table reads NaN as "no value": refused here, where it is a mistake
-            if not math.isfinite(f.value):
-                raise InvalidInput(f"feedback value must be a finite number, got {f.value}")
-        rows = [(f.user_id, f.item_id, self.event_type(f.feedback_type, mapping), f.timestamp or now, float(f.value))
-                for f in feedback]
-        frame = pd.DataFrame(rows, columns=["user_id", "item_id", "type", "ts", "value"])
-        self.ss.behaviour.events.import_frame(frame)
+        events = [f.event(self.event_type(f.feedback_type, mapping)) for f in feedback]
+        store = self.ss.behaviour.events
+        if overwrite:
+            store.replace_many(events)
+        else:
+            store.add_many(events)
         self.users.ensure(f.user_id for f in feedback)
         return len(feedback)
 
@@ -346,8 +430,7 @@ class Gorse:
                                                  after_pk=_pk_cursor(cursor), limit=limit)
         more = n is not None and len(events) > n
         events = events[:n] if n is not None else events
-        out = [Feedback(self._gorse_type(e, mapping, feedback_type), e.user_id, e.item_id, e.ts,
-                        0.0 if e.value is None else e.value) for e in events]
+        out = [Feedback.of(self._gorse_type(e, mapping, feedback_type), e) for e in events]
         return out, _cursor(str(events[-1].pk)) if more else ""
 
     def delete_feedback(self, user_id: str, item_id: str, feedback_type: str | None = None) -> int:
@@ -362,27 +445,56 @@ class Gorse:
         n: int = 10,
         offset: int = 0,
         *,
-        category: str | None = None,
+        categories: Sequence[str] = (),
         write_back_type: str | None = None,
         write_back_delay: timedelta = timedelta(0),
     ) -> list[Recommendation]:
         """Items ``offset .. offset + n`` of the shopper's recommendations by the default
-        model, of ``category`` only where given; while no model is trained, the most popular
+        model, in every one of ``categories``; while no model is trained, the most popular
         items. ``write_back_type``: record each item returned as feedback of that type (e.g.
         an impression), timed now + ``write_back_delay``."""
         check_id(user_id, "user id")
         if write_back_type is not None:
             self.event_type(write_back_type)
-        if self.ss.config.recommender is None:
-            recs = self._ranked(lambda k, f: self._popular(user_id, k, f), n, offset, category)
+        if self.ss.config.recommender is None:  # what the shopper has is left out as a trained model would
+            seen = self._read(user_id) if self.ss.behaviour.exclude_seen else set()
+            recs = self._ranked(lambda k, f: self._popular(k, f, seen), n, offset, categories)
         else:
-            recs = self._ranked(lambda k, f: self.ss.behaviour.recommend(user_id, k, filters=f), n, offset, category)
+            recs = self._ranked(lambda k, f: self.ss.behaviour.recommend(user_id, k, filters=f), n, offset, categories)
         if write_back_type is not None and recs:
             when = datetime.now(timezone.utc) + write_back_delay
             self.insert_feedback([Feedback(write_back_type, user_id, r.item_id, when) for r in recs])
         return recs
 
-    def neighbors(self, item_id: str, n: int = 10, offset: int = 0, *, category: str | None = None) -> list[Recommendation]:
+    def popular(self, n: int = 10, offset: int = 0, *, categories: Sequence[str] = (),
+                user_id: str | None = None) -> list[Recommendation]:
+        """Items ``offset .. offset + n`` of the most popular (``Behaviour.popular``: the most
+        shoppers, from the event log; no model needed), in every one of ``categories``,
+        less those ``user_id`` has where given (Gorse's "remove read items")."""
+        seen = set() if user_id is None else self._read(check_id(user_id, "user id"))
+        return self._ranked(lambda k, f: self._popular(k, f, seen), n, offset, categories)
+
+    def latest(self, n: int = 10, offset: int = 0, *, categories: Sequence[str] = (),
+               user_id: str | None = None) -> list[Recommendation]:
+        """Items ``offset .. offset + n`` by their Gorse ``Timestamp``, newest first (the score:
+        seconds since 1970, as Gorse's), in every one of ``categories``, less those
+        ``user_id`` has where given. Items without a timestamp (e.g. from a CSV import) are
+        not among them; nor are those never recommended (hidden, out of stock). Reads the
+        catalogue through, as a catalogue filter does."""
+        from stylesense.recommenders import Recommendation
+
+        _check_range(n, offset)
+        seen = set() if user_id is None else self._read(check_id(user_id, "user id"))
+        wanted = InCategories(categories=tuple(categories))
+        dated = [(when, it.pk, it.item_id) for it in self.ss.store.items()
+                 if not it.hidden and it.in_stock and it.item_id not in seen and wanted.matches(it.attrs)
+                 and (when := _stored_time(it.attrs.get("timestamp"))) is not None]
+        dated.sort(reverse=True)  # ties: the item added last first
+        return [Recommendation(item_id, float(math.floor(when.timestamp())))
+                for when, _, item_id in dated[offset:offset + n]]
+
+    def neighbors(self, item_id: str, n: int = 10, offset: int = 0, *,
+                  categories: Sequence[str] = ()) -> list[Recommendation]:
         """Items like ``item_id`` by the default model (NotReady while none is trained), those
         it finds alike at all (a score above 0, as Gorse lists only similar items): a catalogue
         item nobody interacted with has none yet; an id neither knows is NotFound."""
@@ -392,41 +504,62 @@ class Gorse:
             return [r for r in self.ss.behaviour.similar(item_id, k, filters=filters) if r.score > 0]
 
         try:
-            return self._ranked(alike, n, offset, category)
+            return self._ranked(alike, n, offset, categories)
         except NotFound:
             if self.ss.store.items([item_id]):
                 return []
             raise NotFound(f"item {item_id} not found") from None
 
+    def user_neighbors(self, user_id: str, n: int = 10, offset: int = 0) -> list[UserScore]:
+        """Shoppers ``offset .. offset + n`` most like ``user_id`` by the default model's
+        histories (``Behaviour.similar_users``: cosine; NotReady while no model is trained).
+        A shopper the model does not know yet has none; one with neither a profile nor events
+        is NotFound."""
+        check_id(user_id, "user id")
+        _check_range(n, offset)
+        found = self.ss.behaviour.similar_users(user_id, n + offset)[offset:]
+        if not found and not self._known_user(user_id):
+            raise NotFound(f"user {user_id} not found")
+        return [UserScore(u, s) for u, s in found]
+
+    def _known_user(self, user_id: str) -> bool:
+        """Whether the shopper has a profile or an event."""
+        try:
+            self.users.get(user_id)
+        except NotFound:
+            return bool(self.ss.behaviour.events.events(user_id=user_id, limit=1))
+        return True
+
     def session_recommend(self, feedback: Sequence[Feedback], n: int = 10, offset: int = 0, *,
-                          category: str | None = None) -> list[Recommendation]:
+                          categories: Sequence[str] = ()) -> list[Recommendation]:
         """Recommendations for an anonymous session's feedback, scored by the default model as
         a history that belongs to nobody (``Behaviour.recommend_session``; NotReady while no
         model is trained); nothing is stored. Feedback types map as for insertion."""
         mapping = self.feedback_types()
         events = [(f.item_id, self.event_type(f.feedback_type, mapping))
                   for f in sorted(feedback, key=lambda f: f.timestamp or _DAWN)]  # oldest first; untimed first
-        return self._ranked(lambda k, f: self.ss.behaviour.recommend_session(events, k, filters=f), n, offset, category)
+        return self._ranked(lambda k, f: self.ss.behaviour.recommend_session(events, k, filters=f), n, offset,
+                            categories)
 
     def _ranked(self, rank: Callable[[int, Filters | None], list[Recommendation]], n: int, offset: int,
-                category: str | None) -> list[Recommendation]:
-        """Items ``offset .. offset + n`` of ``rank(k, filters)``, in ``category`` where given
-        (Gorse's paging: rank the first ``offset + n``, drop the first ``offset``)."""
-        if n < 1 or offset < 0:
-            raise InvalidInput(f"n must be at least 1 and offset at least 0, got n={n}, offset={offset}")
-        if not category:
+                categories: Sequence[str]) -> list[Recommendation]:
+        """Items ``offset .. offset + n`` of ``rank(k, filters)``, in every one of
+        ``categories`` (Gorse's paging: rank the first ``offset + n``, drop the first ``offset``)."""
+        _check_range(n, offset)
+        if not categories:
             return rank(n + offset, None)[offset:]
         try:
-            return rank(n + offset, Filters.parse([f"categories={category}"]))[offset:]
-        except FilterError:  # raised when no item has a categories column: none is in this one
+            return rank(n + offset, InCategories(categories=tuple(categories)))[offset:]
+        except FilterError:  # raised when no item has a categories column: none is in one
             return []
 
-    def _popular(self, user_id: str, k: int, filters: Filters | None) -> list[Recommendation]:
-        """The most popular items (``Behaviour.popular``, from the event log), less those the
-        shopper has when the home excludes seen items, as a trained model would."""
-        behaviour = self.ss.behaviour
-        seen = {e.item_id for e in behaviour.events.events(user_id=user_id)} if behaviour.exclude_seen else set()
-        return [r for r in behaviour.popular(k + len(seen), filters=filters) if r.item_id not in seen][:k]
+    def _read(self, user_id: str) -> set[str]:
+        """The items a shopper has an event with (Gorse's "read items")."""
+        return {e.item_id for e in self.ss.behaviour.events.events(user_id=user_id)}
+
+    def _popular(self, k: int, filters: Filters | None, seen: Collection[str]) -> list[Recommendation]:
+        """The ``k`` most popular items (``Behaviour.popular``, from the event log) not in ``seen``."""
+        return [r for r in self.ss.behaviour.popular(k + len(seen), filters=filters) if r.item_id not in seen][:k]
 
     # -- items --------------------------------------------------------------------------
     def insert_items(self, items: Sequence[GorseItem]) -> int:
@@ -464,6 +597,10 @@ class Gorse:
             return GorseItem.of(self.ss.item(item_id))
         except NotFound:
             raise NotFound(f"item {item_id} not found") from None  # Gorse's words, which its clients show
+
+    def items_by_id(self, item_ids: Sequence[str]) -> dict[str, GorseItem]:
+        """The catalogue items of ``item_ids`` (those there are), read at once."""
+        return {it.item_id: GorseItem.of(it) for it in self.ss.store.items(list(item_ids))}
 
     def items(self, cursor: str | None, n: int) -> tuple[list[GorseItem], str]:
         """A page of at most ``n`` catalogue items (hidden ones too) and the next page's

@@ -49,6 +49,10 @@ class Config:
     index_kind: str = "auto"
     database_url: str | None = None  # None: SQLite file inside the home
     price_column: str = "price"
+    # Column shared by the variants of one product (same cut, other colours; H&M's
+    # product_code): `evaluate retrieval` measures same-product recall by it, the dashboards
+    # count repurchases of a group by it. None: the catalogue has no such column.
+    group_column: str | None = None
     stock_column: str = "in_stock"  # 0 / false / no / sold out there: never recommended
     # Recommend only products of the catalogue (live, shown, in stock). False: products
     # known only from events stay recommendable; removed and hidden ones never are.

@@ -20,7 +20,7 @@ What the figures mean:
 * The *category* column is the home's ``extra.category_column`` setting, else the first
   catalogue column named like one (:func:`stylesense.catalog.facets.column_roles`). The
   *product group* column (colour variants of one product, H&M's ``product_code``) is
-  ``extra.group_column``, else a column named like one (:data:`GROUP_NAMES`).
+  the home's ``group_column`` setting, else a column named like one (:data:`GROUP_NAMES`).
 """
 
 from __future__ import annotations
@@ -318,9 +318,9 @@ def category_column(ss: StyleSense) -> str | None:
 
 def group_column(ss: StyleSense) -> str | None:
     """The column grouping a product's variants (for :func:`repurchase_rate`): the home's
-    ``extra.group_column``, else the first of :data:`GROUP_NAMES` the catalogue has; None
+    ``group_column`` setting, else the first of :data:`GROUP_NAMES` the catalogue has; None
     for a catalogue without one."""
-    configured = ss.config.extra.get("group_column")
+    configured = ss.config.group_column
     if configured:
         return configured
     columns = _catalogue_columns(ss)

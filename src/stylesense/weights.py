@@ -17,4 +17,12 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "cart": 4.0,
     "purchase": 8.0,
     "rating": 1.0,
+    "dislike": 0.0,
+    "not_interested": 0.0,
 }
+
+# Explicit negative feedback: the shopper said no to the product. Such events are never an
+# interaction for any model (their weight is 0 and the recommenders never see them); instead
+# the product leaves that shopper's recommendations at once and its look-alikes drop
+# (stylesense.behaviour).
+NEGATIVE_TYPES: tuple[str, ...] = ("dislike", "not_interested")

@@ -32,8 +32,10 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    bindparam,
     create_engine,
     event,
+    func,
     inspect,
     select,
     text,
@@ -70,7 +72,7 @@ class ItemRow(Base):
     hidden: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     # From the home's stock column (see stock_value); out-of-stock items stay searchable.
     in_stock: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)  # stamp()
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ def make_engine(url: str) -> Engine:
                 raise damaged("database", path, str(context.original_exception), DATABASE_REPAIR.format(path=path))
 
     Base.metadata.create_all(engine)
+    with engine.begin() as conn:  # an older home's table lacks it (create_all adds no index to a table)
+        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_items_updated_at ON items (updated_at)"))
     return engine
 
 
@@ -169,6 +173,7 @@ _LIVE = ItemRow.removed.is_(False)
 _SEARCHABLE = _LIVE & ItemRow.hidden.is_(False)
 _STALE = ItemRow.indexed_version.is_(None) | (ItemRow.indexed_version != ItemRow.features_version)
 _IN_INDEX_BUT_UNSEARCHABLE = (ItemRow.removed.is_(True) | ItemRow.hidden.is_(True)) & ItemRow.indexed_version.is_not(None)
+_BLOCKED = select(ItemRow.item_id).where(ItemRow.removed.is_(True) | ItemRow.hidden.is_(True) | ItemRow.in_stock.is_(False))
 
 
 class CatalogStore:
@@ -186,6 +191,12 @@ class CatalogStore:
         with Session(self.engine) as s:
             return len(s.scalars(select(ItemRow.pk).where(_LIVE)).all())
 
+    def stamp(self) -> tuple:
+        """A value that changes whenever the catalogue does (every upsert, removal, hide and
+        show sets ``updated_at``): one aggregate query, for caches of what is derived from it."""
+        with self.engine.connect() as conn:
+            return tuple(conn.execute(select(func.count(), func.max(ItemRow.pk), func.max(ItemRow.updated_at))).one())
+
     def hashes(self, item_ids: Sequence[str] | None = None) -> dict[str, tuple[str | None, dict, str | None]]:
         """item_id -> (image_hash, attrs, image_path) of live items (all, or those of
         ``item_ids``), to decide what changed."""
@@ -198,11 +209,10 @@ class CatalogStore:
 
     def items(self, item_ids: Sequence[str] | None = None) -> list[Item]:
         """Live items (hidden ones too: the back office still sees them), in pk order."""
-        with Session(self.engine) as s:
-            q = select(*_ITEM_COLUMNS).where(_LIVE)
-            if item_ids is not None:
-                q = q.where(ItemRow.item_id.in_(list(item_ids)))
-            return [_item(r) for r in s.execute(q.order_by(ItemRow.pk))]
+        with self.engine.connect() as conn:
+            if item_ids is None:
+                return [_item(r) for r in conn.execute(select(*_ITEM_COLUMNS).where(_LIVE).order_by(ItemRow.pk))]
+            return [_item(r) for r in conn.execute(_ITEMS_BY_ID, {"ids": list(item_ids)})]
 
     def items_after(self, pk: int, n: int) -> list[Item]:
         """Up to ``n`` live items with a pk above ``pk``, in pk order: one page of the catalogue,
@@ -215,9 +225,8 @@ class CatalogStore:
         pks = [int(p) for p in pks]
         if not pks:
             return {}
-        with Session(self.engine) as s:
-            q = select(*_ITEM_COLUMNS).where(ItemRow.pk.in_(pks), _LIVE)
-            return {r[0]: _item(r) for r in s.execute(q)}
+        with self.engine.connect() as conn:
+            return {r[0]: _item(r) for r in conn.execute(_ITEMS_BY_PK, {"pks": pks})}
 
     def features(self, only_unindexed: bool = False, searchable: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(pks, raw features) of live items that have features; ``searchable``: not hidden
@@ -250,11 +259,11 @@ class CatalogStore:
         return np.array(rows, dtype=np.int64)
 
     def blocked_ids(self) -> list[str]:
-        """Ids no recommender may return: removed (tombstones), hidden or out of stock."""
-        with Session(self.engine) as s:
-            return list(s.scalars(select(ItemRow.item_id).where(
-                ItemRow.removed.is_(True) | ItemRow.hidden.is_(True) | ItemRow.in_stock.is_(False)
-            )))
+        """Ids no recommender may return: removed (tombstones), hidden or out of stock. Read
+        on every recommendation: a Core statement built once (an ORM session and a new
+        statement each time cost four times the query)."""
+        with self.engine.connect() as conn:
+            return list(conn.scalars(_BLOCKED))
 
     def recommendable_ids(self) -> list[str]:
         """Catalogue items that may be recommended: live, shown and in stock."""
@@ -298,7 +307,7 @@ class CatalogStore:
         turns them into tombstones."""
         with Session(self.engine) as s, s.begin():
             live = s.scalars(select(ItemRow.item_id).where(ItemRow.item_id.in_(list(item_ids)), _LIVE)).all()
-            s.execute(update(ItemRow).where(ItemRow.item_id.in_(live)).values(removed=True))
+            s.execute(update(ItemRow).where(ItemRow.item_id.in_(live)).values(removed=True, updated_at=_now()))
         return list(live)
 
     def set_hidden(self, item_ids: Sequence[str], hidden: bool) -> list[str]:
@@ -306,7 +315,7 @@ class CatalogStore:
         (``sync_index``) and every recommendation, and keep their features for ``show``."""
         with Session(self.engine) as s, s.begin():
             live = s.scalars(select(ItemRow.item_id).where(ItemRow.item_id.in_(list(item_ids)), _LIVE)).all()
-            s.execute(update(ItemRow).where(ItemRow.item_id.in_(live)).values(hidden=hidden))
+            s.execute(update(ItemRow).where(ItemRow.item_id.in_(live)).values(hidden=hidden, updated_at=_now()))
         return list(live)
 
     def set_stock_column(self, column: str) -> None:
@@ -345,6 +354,14 @@ class CatalogStore:
 
 
 _ITEM_COLUMNS = (ItemRow.pk, ItemRow.item_id, ItemRow.attrs, ItemRow.image_path, ItemRow.hidden, ItemRow.in_stock)
+# Core statements built once, for the lookups every search and recommendation makes: an ORM
+# session and a statement built per call cost more than the query itself.
+# Liveness as an expression, not the bare column: without statistics SQLite's planner takes the
+# index on ``removed`` (every live row matches) over the one on the id, a scan of the catalogue.
+_NOT_REMOVED = func.coalesce(ItemRow.removed, False).is_(False)
+_ITEMS_BY_ID = (select(*_ITEM_COLUMNS).where(ItemRow.item_id.in_(bindparam("ids", expanding=True)), _NOT_REMOVED)
+                .order_by(ItemRow.pk))
+_ITEMS_BY_PK = select(*_ITEM_COLUMNS).where(ItemRow.pk.in_(bindparam("pks", expanding=True)), _LIVE)
 
 
 def _item(row: Any) -> Item:

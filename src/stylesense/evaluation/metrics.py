@@ -129,6 +129,23 @@ def coverage(ranked: np.ndarray, n_items: int) -> float:
     return len(np.unique(ranked[ranked >= 0])) / n_items if n_items else 0.0
 
 
+def intra_list_diversity(ranked: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Per user, the mean ``1 - cosine`` between the search vectors of every two items of
+    their list (how unlike each other the products shown look; 0: all alike). ``vectors``
+    (n_items, d) holds L2-normalised rows by item code, zero rows for items without a photo,
+    which take part in no pair. NaN for a list with fewer than two items that have one."""
+    ranked = np.asarray(ranked, dtype=np.int64)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    has = np.linalg.norm(vectors, axis=1) > 0
+    valid = (ranked >= 0) & has[np.clip(ranked, 0, None)]
+    picked = vectors[np.clip(ranked, 0, None)] * valid[..., None]
+    sims = np.einsum("ukd,ujd->ukj", picked, picked)
+    n = valid.sum(axis=1).astype(np.float64)
+    pairs = n * (n - 1)
+    off_diagonal = sims.sum(axis=(1, 2)) - np.einsum("ukk->u", sims)
+    return np.where(pairs > 0, 1.0 - off_diagonal / np.where(pairs > 0, pairs, 1.0), np.nan)
+
+
 def revenue_at_k(
     ranked: np.ndarray, buy_user: np.ndarray, buy_item: np.ndarray, buy_price: np.ndarray
 ) -> np.ndarray:

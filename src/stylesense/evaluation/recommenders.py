@@ -19,6 +19,13 @@ What counts, and why:
   price of every held-out purchase event, among the relevant events, of an item the user was
   recommended; ``None`` where the test has no priced purchases, as on MovieLens) and
   ``coverage`` (distinct items recommended over that row / training universe size).
+  ``intra_list_diversity`` (how unlike each other a list's products look, on the catalogue's
+  search vectors) is a mean over the lists with two or more photographed items, ``None``
+  where no item vectors were given.
+* ``diversity`` values above 0 add rows of the same fitted model re-ranked by MMR
+  (:mod:`stylesense.recommenders.diversity`), labelled ``"<model> diversity=<value>"``: the
+  model's top ``candidate_count(k)`` items, picked greedily for relevance and for looking
+  unlike the items picked before.
 """
 
 from __future__ import annotations
@@ -35,15 +42,20 @@ import pandas as pd
 from rich.table import Table
 
 from stylesense.atomic import atomic_write
+from stylesense.errors import InvalidInput
 from stylesense.evaluation import metrics
 from stylesense.evaluation.splits import PROTOCOL_PARAMS, split
 from stylesense.recommenders import Interactions, Recommender, make_recommender
+from stylesense.recommenders.diversity import candidate_count, check_diversity, mmr
 
 ModelSpec = Recommender | Callable[[], Recommender] | str
 """A model instance (fitted here, in place), a zero-argument factory, or a registered name."""
 Recommendable = Callable[[np.ndarray], "np.ndarray | None"]
 """Item ids -> boolean mask of those that may be recommended (None: all), e.g. a live home's
 catalogue rule: removed and hidden products are never recommended, in evaluation either."""
+ItemVectors = Callable[[np.ndarray], np.ndarray]
+"""Item ids -> their search vectors, (n, d) L2-normalised rows, a zero row for an item without
+one (no photo): what intra-list diversity and MMR re-ranking compare products by."""
 
 # Per-user metrics, averaged over a row's users; with coverage, the bars of ``plot``.
 RANKING_METRICS: dict[str, Callable[[metrics.Judged], np.ndarray]] = {
@@ -55,10 +67,12 @@ RANKING_METRICS: dict[str, Callable[[metrics.Judged], np.ndarray]] = {
     "mrr": metrics.reciprocal_rank_at_k,
 }
 PLOTTED = (*RANKING_METRICS, "coverage")
-ROW_KEYS = (*PLOTTED, "revenue_at_k", "fit_seconds", "recommend_ms_per_user", "users", "hits")
+ROW_KEYS = (*PLOTTED, "intra_list_diversity", "revenue_at_k", "fit_seconds", "recommend_ms_per_user", "users",
+            "hits")
 _HEADERS = {
     "ndcg_at_k": "nDCG@k", "map_at_k": "MAP@k", "precision_at_k": "P@k", "recall_at_k": "R@k",
-    "hit_rate_at_k": "HR@k", "mrr": "MRR@k", "coverage": "coverage", "revenue_at_k": "revenue@k",
+    "hit_rate_at_k": "HR@k", "mrr": "MRR@k", "coverage": "coverage", "intra_list_diversity": "ILD",
+    "revenue_at_k": "revenue@k",
     "fit_seconds": "fit s", "recommend_ms_per_user": "ms/user", "users": "users", "hits": "hits",
 }
 
@@ -160,9 +174,11 @@ class _HeldOut:
             buy_price=pd.to_numeric(price, errors="coerce").to_numpy(np.float64)[buy],
         )
 
-    def score(self, ranked: np.ndarray, n_items: int, seconds: float, fit_seconds: float) -> dict[str, Any]:
+    def score(self, ranked: np.ndarray, n_items: int, seconds: float, fit_seconds: float,
+              vectors: np.ndarray | None = None) -> dict[str, Any]:
         """The metric row (keys in :data:`ROW_KEYS` order) for these users' ranked lists (item
-        codes, -1 padded) that took ``seconds`` to compute, from a model fitted in ``fit_seconds``."""
+        codes, -1 padded) that took ``seconds`` to compute, from a model fitted in ``fit_seconds``;
+        ``vectors``: the search vectors by item code, for intra-list diversity."""
         judged = metrics.judge(ranked, self.rel_user, self.rel_item)
         n = len(self.rows)
         row: dict[str, Any] = {
@@ -171,6 +187,8 @@ class _HeldOut:
         priced = np.isfinite(self.buy_price).any()
         revenue = metrics.revenue_at_k(ranked, self.buy_user, self.buy_item, self.buy_price)
         row["coverage"] = metrics.coverage(ranked, n_items)
+        ild = None if vectors is None or not n else metrics.intra_list_diversity(ranked, vectors)
+        row["intra_list_diversity"] = None if ild is None or not np.isfinite(ild).any() else float(np.nanmean(ild))
         row["revenue_at_k"] = float(revenue.sum()) if priced else None
         row["fit_seconds"] = fit_seconds
         row["recommend_ms_per_user"] = 1000.0 * seconds / n if n else None
@@ -195,6 +213,17 @@ def _codes(recs: Sequence[Any], data: Interactions, k: int) -> np.ndarray:
     return out
 
 
+def _diversified(ranked: np.ndarray, scores: np.ndarray, vectors: np.ndarray, k: int, diversity: float) -> np.ndarray:
+    """Each row's candidates (item codes, best first, -1 padded, with their ``scores``)
+    re-ranked by MMR on ``vectors``: (n, k) item codes, -1 padded."""
+    out = np.full((len(ranked), k), -1, dtype=np.int64)
+    for row, (codes, values) in enumerate(zip(ranked, scores)):
+        codes, values = codes[codes >= 0], values[codes >= 0]
+        picked = codes[mmr(values, vectors[codes], k, diversity)]
+        out[row, : len(picked)] = picked
+    return out
+
+
 def evaluate_models(
     models: Mapping[str, ModelSpec],
     train: pd.DataFrame,
@@ -207,6 +236,8 @@ def evaluate_models(
     relevant_types: Sequence[str] | None = None,
     protocol: str = "custom",
     recommendable: Recommendable | None = None,
+    item_vectors: ItemVectors | None = None,
+    diversity: Sequence[float] = (0.0,),
 ) -> EvaluationResult:
     """Fit each model on ``train`` and score its top-k for every user of ``test``.
 
@@ -215,9 +246,14 @@ def evaluate_models(
     types as relevant (None: all); ``recommendable`` restricts what any model may return (held-out
     events of the other items stay relevant, like unseen items). ``fit_seconds`` times ``fit``;
     ``recommend_ms_per_user`` is the time of one ``recommend_batch`` over all warm users
-    (batched inside), per user.
+    (batched inside), per user. ``item_vectors`` gives intra-list diversity, and ``diversity``
+    values above 0 (MMR rows, see the module docstring) need it.
     """
+    levels = list(dict.fromkeys(check_diversity(d) for d in diversity))
+    if item_vectors is None and any(levels):
+        raise InvalidInput("diversity re-ranking compares products' photos: this catalogue has no search vectors")
     data = Interactions.from_frame(train, weights, items=items_universe)
+    vectors = None if item_vectors is None else np.asarray(item_vectors(data.items), dtype=np.float32)
     allowed = recommendable(data.items) if recommendable is not None else None
     held = test if relevant_types is None else test[test["type"].astype(str).isin(list(relevant_types))]
     item_codes = pd.Index(data.items).append(pd.Index(held["item_id"].astype(str).unique()).difference(data.items))
@@ -236,15 +272,23 @@ def evaluate_models(
         model.fit(data)
         fit_seconds = perf_counter() - start
 
-        start = perf_counter()
-        ranked, _ = model.recommend_batch(warm_index, k, exclude_seen=exclude_seen, allowed=allowed)
-        rows[name] = warm.score(ranked, data.n_items, perf_counter() - start, fit_seconds)
-
-        if len(cold.rows):
+        for level in levels:
+            label = name if level == 0 else f"{name} diversity={level:g}"
+            pool = candidate_count(k) if level else k
             start = perf_counter()
-            ranked = np.stack([_codes(model.recommend(u, k, exclude_seen=exclude_seen, allowed=allowed), data, k)
-                               for u in cold.rows])
-            cold_rows[name] = cold.score(ranked, data.n_items, perf_counter() - start, fit_seconds)
+            ranked, scores = model.recommend_batch(warm_index, pool, exclude_seen=exclude_seen, allowed=allowed)
+            if level:
+                ranked = _diversified(ranked, scores, vectors, k, level)  # type: ignore[arg-type]
+            rows[label] = warm.score(ranked, data.n_items, perf_counter() - start, fit_seconds, vectors)
+
+            if len(cold.rows):
+                start = perf_counter()
+                recs = [model.recommend(u, pool, exclude_seen=exclude_seen, allowed=allowed) for u in cold.rows]
+                ranked = np.stack([_codes(r, data, pool) for r in recs])
+                if level:
+                    scores = np.array([[r.score for r in rs] + [-np.inf] * (pool - len(rs)) for rs in recs])
+                    ranked = _diversified(ranked, scores.reshape(len(recs), pool), vectors, k, level)  # type: ignore[arg-type]
+                cold_rows[label] = cold.score(ranked, data.n_items, perf_counter() - start, fit_seconds, vectors)
     return EvaluationResult(
         protocol=protocol,
         k=k,
@@ -280,6 +324,8 @@ def run_protocol(
     items_universe: Sequence[str] = (),
     relevant_types: Sequence[str] | None = None,
     recommendable: Recommendable | None = None,
+    item_vectors: ItemVectors | None = None,
+    diversity: Sequence[float] = (0.0,),
 ) -> EvaluationResult:
     """Split ``events`` by ``protocol`` (see :func:`stylesense.evaluation.splits.split`) and
     evaluate ``models`` (registered names, or a name -> :data:`ModelSpec` mapping) on it.
@@ -290,7 +336,7 @@ def run_protocol(
     result = evaluate_models(
         specs, train, test, k=k, exclude_seen=exclude_seen, weights=weights,
         items_universe=items_universe, relevant_types=relevant_types, protocol=protocol,
-        recommendable=recommendable,
+        recommendable=recommendable, item_vectors=item_vectors, diversity=diversity,
     )
     for name in PROTOCOL_PARAMS[protocol]:
         value = given[name]

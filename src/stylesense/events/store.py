@@ -30,8 +30,8 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
-from sqlalchemy import (BigInteger, Float, Index, Integer, String, UniqueConstraint, and_, func, inspect, or_,
-                        select, text)
+from sqlalchemy import (JSON, BigInteger, Float, Index, Integer, String, Text, UniqueConstraint, and_, func, inspect,
+                        or_, select, text, tuple_)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -39,6 +39,7 @@ from sqlalchemy.sql.dml import Insert
 
 from stylesense.catalog.store import make_engine
 from stylesense.errors import InvalidInput
+from stylesense.events.users import label_problem
 from stylesense.inputs import id_problem
 from stylesense.weights import DEFAULT_WEIGHTS
 
@@ -51,6 +52,8 @@ _IN_CHUNK = 5000  # ids per IN (...) list, well under SQLite's bound-parameter l
 _SHOWN = 10  # bad events named in the message refusing a batch
 MAX_PAGE = 1000
 """Most events :meth:`EventStore.latest` returns at once."""
+MAX_COMMENT = 4096
+"""Most characters of an event's comment (a Gorse feedback's ``Comment``)."""
 _CURSOR = re.compile(r"(\d+)_(\d+)")  # next_before of a page: "<ts_us>_<pk>" of its last event
 _SECONDS = re.compile(r"-?\d+(\.\d*)?")  # epoch seconds written out
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -91,25 +94,37 @@ class EventRow(EventBase):
     # The sender's own id for a live event (NewEvent.event_id): a retry carrying it is stored
     # once, whatever else changed. NULL for imported events; unique where set.
     event_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # A note and labels the sender attached (a Gorse feedback's Comment and Labels); NULL: none.
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    labels: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
+    # The served recommendation this event answers (the impression id an experiment's
+    # recommendations carry): what stylesense.experiments.attribution credits first. NULL: none.
+    impression_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
-def _add_event_id_column(engine: Engine) -> None:
-    """Give an older home's events table the event_id column and its unique index (SQLite
-    cannot add a UNIQUE column, so the index is separate, as on a new table: NULLs never
-    clash). Two processes may race here; the loser's "duplicate column" error is harmless."""
-    def has_column() -> bool:
-        return "event_id" in {c["name"] for c in inspect(engine).get_columns(EventRow.__tablename__)}
+_ADDED_COLUMNS = {"event_id": "VARCHAR(255)", "comment": "TEXT", "labels": "JSON", "impression_id": "VARCHAR(255)"}
+"""Columns homes made before them lack, with their SQL types (the same on SQLite and Postgres)."""
 
-    if has_column():
-        return
-    try:
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring an older home's events table up to date (ALTER TABLE ADD COLUMN), and give it
+    event_id's unique index (SQLite cannot add a UNIQUE column, so the index is separate, as
+    on a new table: NULLs never clash). Two processes may race here; the loser's "duplicate
+    column" error is harmless."""
+    def columns() -> set[str]:
+        return {c["name"] for c in inspect(engine).get_columns(EventRow.__tablename__)}
+
+    missing = [name for name in _ADDED_COLUMNS if name not in columns()]
+    for name in missing:
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {EventRow.__tablename__} ADD COLUMN {name} {_ADDED_COLUMNS[name]}"))
+        except (OperationalError, ProgrammingError):
+            if name not in columns():
+                raise
+    if "event_id" in missing:
         with engine.begin() as conn:
-            conn.execute(text(f"ALTER TABLE {EventRow.__tablename__} ADD COLUMN event_id VARCHAR(255)"))
-    except (OperationalError, ProgrammingError):
-        if not has_column():
-            raise
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS uq_events_event_id ON {EventRow.__tablename__} (event_id)"))
+            conn.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS uq_events_event_id ON {EventRow.__tablename__} (event_id)"))
 
 
 @dataclass(frozen=True)
@@ -128,7 +143,10 @@ class ImportCounts:
 class NewEvent:
     """A live event to record (:meth:`EventStore.add_many`), as a client sends it: ``ts`` a
     datetime (naive: UTC), ISO 8601 text or epoch seconds (None: now); ``event_id`` the
-    sender's own id for it, which makes sending it again harmless (see ``add_many``)."""
+    sender's own id for it, which makes sending it again harmless (see ``add_many``);
+    ``comment`` and ``labels`` what a Gorse feedback carries beside (labels by Gorse's rule,
+    :func:`stylesense.events.users.label_problem`); ``impression_id`` the served
+    recommendation the event answers, if any (see :mod:`stylesense.experiments.attribution`)."""
 
     user_id: str
     item_id: str
@@ -138,6 +156,9 @@ class NewEvent:
     value: float | None = None
     session_id: str | None = None
     event_id: str | None = None
+    comment: str | None = None
+    labels: Any = None
+    impression_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,17 +174,23 @@ class StoredEvent:
     value: float | None
     session_id: str | None
     event_id: str | None = None  # the sender's id of a live event (NewEvent.event_id)
+    comment: str | None = None  # NewEvent.comment and labels: what a Gorse feedback carries
+    labels: Any = None
+    impression_id: str | None = None  # NewEvent.impression_id: the recommendation it answers
 
     @classmethod
     def of(cls, row: EventRow) -> "StoredEvent":
         return cls(row.pk, row.user_id, row.item_id, row.type, _EPOCH + row.ts_us * _MICROSECOND,
-                   row.price, row.value, row.session_id, row.event_id)
+                   row.price, row.value, row.session_id, row.event_id, row.comment, row.labels,
+                   row.impression_id)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape every surface answers with: the time in ISO 8601 (UTC); no pk,
-        which is this database's bookkeeping."""
+        which is this database's bookkeeping. The comment and labels are not in it: only
+        Gorse's feedback routes write and show them (``Feedback.to_dict``)."""
         return {"user_id": self.user_id, "item_id": self.item_id, "type": self.type, "ts": self.ts.isoformat(),
-                "price": self.price, "value": self.value, "session_id": self.session_id, "event_id": self.event_id}
+                "price": self.price, "value": self.value, "session_id": self.session_id, "event_id": self.event_id,
+                "impression_id": self.impression_id}
 
 
 @dataclass(frozen=True)
@@ -187,7 +214,7 @@ class EventStore:
         self.engine = engine
         self.known_types = frozenset(DEFAULT_WEIGHTS if known_types is None else known_types)
         EventBase.metadata.create_all(engine)
-        _add_event_id_column(engine)
+        _add_missing_columns(engine)
 
     @classmethod
     def open(cls, url: str, known_types: Iterable[str] | None = None) -> "EventStore":
@@ -230,6 +257,35 @@ class EventStore:
         within one batch are repeats, numbered as import_frame numbers a file's; so a retry of
         events that carry neither a time nor an ``event_id`` cannot be recognised.
         """
+        records = self._records(events)
+        repeats: dict[tuple[str, str, str, int], int] = {}
+        for record in records:
+            key = (record["user_id"], record["item_id"], record["type"], record["ts_us"])
+            record["seq"] = repeats.get(key, 0)
+            repeats[key] = record["seq"] + 1
+        inserted = self._insert(records) if records else 0
+        return ImportCounts(inserted, len(records) - inserted)
+
+    def replace_many(self, events: Sequence[NewEvent]) -> int:
+        """Record live events, each in place of every stored event of its user, item and type
+        (of those given twice in the batch, the last): one transaction, all or none, refused
+        as :meth:`add_many` refuses. For Gorse's ``PUT /api/feedback``, which overwrites a
+        shopper's feedback of a type on an item. Returns how many events were stored. (Two
+        overwrites of one key at the same moment both stay on PostgreSQL, whose transactions
+        do not see each other's new rows; SQLite runs one writer at a time.)"""
+        last = {(r["user_id"], r["item_id"], r["type"]): r for r in self._records(events)}
+        if not last:
+            return 0
+        row = EventRow.__table__.c
+        keys = list(last)
+        with self.engine.begin() as conn:
+            for start in range(0, len(keys), _IN_CHUNK // 3):
+                conn.execute(EventRow.__table__.delete().where(
+                    tuple_(row.user_id, row.item_id, row.type).in_(keys[start:start + _IN_CHUNK // 3])))
+            return len(conn.execute(self._insert_ignoring_duplicates(), list(last.values())).all())
+
+    def _records(self, events: Sequence[NewEvent]) -> list[dict[str, Any]]:
+        """The database rows of live events (seq 0), or InvalidInput naming every bad one."""
         rules, now = event_rules(self.known_types), datetime.now(timezone.utc)
         records, problems = [], []
         for i, event in enumerate(events):
@@ -241,13 +297,7 @@ class EventStore:
             more = f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
             raise InvalidInput(f"{len(problems)} invalid event(s), nothing stored: "
                                f"{'; '.join(problems[:_SHOWN])}{more}")
-        repeats: dict[tuple[str, str, str, int], int] = {}
-        for record in records:
-            key = (record["user_id"], record["item_id"], record["type"], record["ts_us"])
-            record["seq"] = repeats.get(key, 0)
-            repeats[key] = record["seq"] + 1
-        inserted = self._insert(records) if records else 0
-        return ImportCounts(inserted, len(records) - inserted)
+        return records
 
     def import_frame(self, frame: pd.DataFrame) -> ImportCounts:
         """Bulk-insert an events table, skipping events already stored.
@@ -311,8 +361,9 @@ class EventStore:
                 ids = list(dict.fromkeys(str(u) for u in users))
                 fetched = [r for start in range(0, len(ids), _IN_CHUNK)
                            for r in conn.execute(query.where(row.user_id.in_(ids[start:start + _IN_CHUNK])))]
-        raw = pd.DataFrame(fetched, columns=["pk", "user_id", "item_id", "type", "ts_us", "price",
-                                             "value", "session_id"])
+        # Plain tuples: pandas builds a frame from SQLAlchemy Row objects ~3x slower.
+        raw = pd.DataFrame([tuple(r) for r in fetched], columns=["pk", "user_id", "item_id", "type", "ts_us",
+                                                                 "price", "value", "session_id"])
         raw = raw.sort_values(["ts_us", "pk"], kind="stable", ignore_index=True)
         return pd.DataFrame({
             "user_id": raw["user_id"].astype(object),
@@ -329,11 +380,14 @@ class EventStore:
         with self.engine.connect() as conn:
             return int(conn.scalar(select(func.count()).select_from(EventRow.__table__)))
 
+    # Built once: every recommendation asks it, and building the statement cost more than running it.
+    _MAX_PK = select(func.coalesce(func.max(EventRow.pk), 0))
+
     def max_pk(self) -> int:
         """The newest event's pk; 0 when empty (pks start at 1), so ``frame(after_pk=...)``
         with the value saved at training time always works."""
         with self.engine.connect() as conn:
-            return int(conn.scalar(select(func.coalesce(func.max(EventRow.pk), 0))))
+            return int(conn.scalar(self._MAX_PK))
 
     def users(self) -> list[str]:
         """Distinct user ids, sorted."""
@@ -442,8 +496,9 @@ def event_rules(known_types: Collection[str]) -> dict[str, Rule]:
     Ids follow :func:`stylesense.inputs.id_problem` (kept exactly as given); the type is one of
     ``known_types``; the time (a UTC datetime) is within EARLIEST .. now + FUTURE_SLACK; a price
     is finite and >= 0, a value finite; a session id and a live event's event id, where given,
-    are ids too. One value at a time, so that recording a live event needs no pandas;
-    :func:`event_problems` runs them over a table.
+    are ids too; a comment is text of at most MAX_COMMENT characters, and labels are Gorse's
+    (:func:`~stylesense.events.users.label_problem`). One value at a time, so that recording a
+    live event needs no pandas; :func:`event_problems` runs them over a table.
     """
     known = sorted(known_types)
     # Compared in microseconds: a pandas time past the year 9999 (milliseconds read as seconds)
@@ -451,7 +506,8 @@ def event_rules(known_types: Collection[str]) -> dict[str, Rule]:
     earliest, latest = _micros(EARLIEST), _micros(datetime.now(timezone.utc) + FUTURE_SLACK)
 
     def event_type(name: object) -> str | None:
-        return None if name in known_types else f"unknown event type {name!r} (known: {', '.join(known)})"
+        return None if isinstance(name, str) and name in known_types else \
+            f"unknown event type {name!r} (known: {', '.join(known)})"
 
     def time(ts: datetime | None) -> str | None:
         if ts is None:
@@ -471,13 +527,24 @@ def event_rules(known_types: Collection[str]) -> dict[str, Rule]:
 
         return check
 
+    def comment(text: object) -> str | None:
+        if text is None:
+            return None
+        if not isinstance(text, str):
+            return f"a comment must be text, got {type(text).__name__}"
+        if len(text) > MAX_COMMENT:
+            return f"a comment holds at most {MAX_COMMENT} characters, got {len(text)}"
+        return None
+
     return {"user_id": lambda v: id_problem(v, "user id"), "item_id": lambda v: id_problem(v, "item id"),
             "type": event_type, "ts": time, "price": number("price", True), "value": number("value", False),
             "session_id": lambda v: None if not v else id_problem(v, "session id"),  # "": none, as in a CSV
-            "event_id": lambda v: None if v is None else id_problem(v, "event id")}
+            "event_id": lambda v: None if v is None else id_problem(v, "event id"),
+            "comment": comment, "labels": lambda v: None if (p := label_problem(v)) is None else f"labels: {p}",
+            "impression_id": lambda v: None if v is None else id_problem(v, "impression id")}
 
 
-_OPTIONAL = ("price", "value", "session_id", "event_id")  # columns event_problems checks where present
+_OPTIONAL = ("price", "value", "session_id", "event_id", "comment", "labels", "impression_id")  # checked where present
 
 
 def as_time(value: datetime | str | float) -> datetime:
@@ -517,12 +584,15 @@ def _record(event: NewEvent, rules: Mapping[str, Rule], now: datetime) -> dict[s
             raise InvalidInput(f"{name} must be a finite number (None: no {name}), got nan")
     when = now if event.ts is None else as_time(event.ts)
     fields = {"user_id": event.user_id, "item_id": event.item_id, "type": event.type, "ts": when, **amounts,
-              "session_id": event.session_id or None, "event_id": event.event_id}
+              "session_id": event.session_id or None, "event_id": event.event_id,
+              "comment": None if event.comment == "" else event.comment,
+              "labels": event.labels, "impression_id": event.impression_id}
     problem = next(filter(None, (rule(fields[name]) for name, rule in rules.items())), None)
     if problem:
         raise InvalidInput(problem)
     return {"user_id": event.user_id, "item_id": event.item_id, "type": event.type, "ts_us": int(_micros(when)),
-            "seq": 0, **amounts, "session_id": fields["session_id"], "event_id": event.event_id}
+            "seq": 0, **amounts, "session_id": fields["session_id"], "event_id": event.event_id,
+            "comment": fields["comment"], "labels": event.labels, "impression_id": event.impression_id}
 
 
 def event_problems(events: pd.DataFrame, known_types: Collection[str]) -> pd.Series:

@@ -33,6 +33,8 @@ MODELS: LazyRegistry[type[Recommender]] = LazyRegistry({
     "neumf": "stylesense.recommenders.neumf:NeuMF",
     "gru4rec": "stylesense.recommenders.gru4rec:GRU4Rec",
     "blend": "stylesense.recommenders.blend:Blend",
+    "repurchase": "stylesense.recommenders.repurchase:Repurchase",
+    "ranker": "stylesense.recommenders.ranker:Ranker",
 })
 
 

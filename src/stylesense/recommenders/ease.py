@@ -77,6 +77,11 @@ class EASE(Recommender):
         pop = self.popularity[self.rest].astype(np.float32)
         self.rest_bonus = 0.5 * pop / (pop.max() + 1.0) if len(pop) else pop
 
+    def _kept_columns(self, history: sparse.csr_matrix) -> sparse.csr_matrix:
+        """``history``'s columns of the items in B: itself when B holds every item (a fancy
+        column index of a CSR row costs more than the rest of a recommendation's bookkeeping)."""
+        return history if len(self.rest) == 0 else history[:, self.kept]
+
     def _input(self, m: sparse.spmatrix) -> sparse.csr_matrix:
         m = sparse.csr_matrix(m, dtype=np.float32, copy=True)
         if self.params["binary"]:
@@ -85,7 +90,7 @@ class EASE(Recommender):
 
     # -- scoring ----------------------------------------------------------------------
     def _scores(self, users: np.ndarray, history: sparse.csr_matrix) -> np.ndarray:
-        learned = np.asarray(self._input(history[:, self.kept]) @ self.B, dtype=np.float32)
+        learned = np.asarray(self._input(self._kept_columns(history)) @ self.B, dtype=np.float32)
         if len(self.rest) == 0:
             return learned
         out = np.empty((len(users), self.data.n_items), dtype=np.float32)
@@ -104,11 +109,12 @@ class EASE(Recommender):
 
     def _reasons(self, user: int, items: np.ndarray, nameable: np.ndarray | None) -> list[str | None]:
         """Per item, the history item contributing most to its score (``x_r * B[r, item]``)."""
-        row = self._input(self.history[user, self.kept])
+        row = self._input(self._kept_columns(self.history[[user]]))
         pos = self.pos[np.asarray(items, dtype=np.int64)]
         if row.nnz == 0:
             return [None] * len(pos)
-        contrib = row.data[:, None] * self.B[row.indices][:, np.maximum(pos, 0)]
+        # Only the k columns of the history's rows of B (np.ix_), not every column of them.
+        contrib = row.data[:, None] * self.B[np.ix_(row.indices, np.maximum(pos, 0))]
         if nameable is not None:
             contrib[~nameable[self.kept[row.indices]]] = -np.inf
         best = contrib.argmax(axis=0)

@@ -13,8 +13,7 @@ Gorse-compatible).
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,12 +121,14 @@ def server_of(request: Request) -> Server:
     return request.app.state.server
 
 
-def require(role: str) -> Callable[..., KeyInfo | None]:
+def require(role: str) -> Callable[..., Awaitable[KeyInfo | None]]:
     """A dependency that lets a request through when its ``X-API-Key`` may do ``role``: 401
     without a valid key (reads may be public), 403 for a key of a lesser role, 429 with
     ``Retry-After`` past the key's rate."""
 
-    def check(request: Request, x_api_key: str | None = Header(None, description="API key")) -> KeyInfo | None:
+    async def check(request: Request, x_api_key: str | None = Header(None, description="API key")) -> KeyInfo | None:
+        # On the event loop, not the thread pool: the check is a query of some tens of
+        # microseconds (see KeyStore.authenticate), cheaper than a hop to a thread and back.
         server = server_of(request)
         if not x_api_key:  # an empty header is no key (Gorse clients send one when given none)
             if role == "read" and server.settings.public_reads:
@@ -207,8 +208,8 @@ async def _send_problem(send: Send, status: int, detail: str) -> None:
 
 def create_app(home: str | Path | None = None, settings: Settings | None = None) -> FastAPI:
     """The app over ``home`` (default: $STYLESENSE_HOME, else ./stylesense-home)."""
-    from stylesense.serving import behaviour_routes, catalog_routes, gorse, native
-    from stylesense.serving.metrics import Metrics
+    from stylesense.serving import behaviour_routes, catalog_routes, experiment_routes, gorse, native
+    from stylesense.serving.metrics import Counted, Metrics, OnlineFeedback
 
     settings = settings or Settings()
     ss = StyleSense(home, threads=settings.threads)
@@ -221,6 +222,7 @@ def create_app(home: str | Path | None = None, settings: Settings | None = None)
     )
     app.state.server = Server(ss, settings, KeyStore(ss.store.engine), JobRunner(ss.store.engine))
     metrics = Metrics()
+    metrics.registry.register(OnlineFeedback(lambda: ss.experiments.online()))
     app.state.metrics = metrics
 
     @app.exception_handler(StyleSenseError)
@@ -251,17 +253,8 @@ def create_app(home: str | Path | None = None, settings: Settings | None = None)
         log.exception("unhandled error")
         return problem(500, "internal error; the server log has the details")
 
-    @app.middleware("http")
-    async def count(request: Request, call_next: Callable) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
-                        time.perf_counter() - start)
-        return response
-
     @app.get("/health", tags=["ops"])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
 
@@ -278,10 +271,11 @@ def create_app(home: str | Path | None = None, settings: Settings | None = None)
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    for routes in (catalog_routes, behaviour_routes, gorse):  # each router carries its prefix
+    for routes in (catalog_routes, behaviour_routes, experiment_routes, gorse):  # each router carries its prefix
         app.include_router(routes.router)
     openapi = app.openapi
     app.openapi = lambda: document_problems(openapi())  # type: ignore[method-assign]
+    app.add_middleware(Counted, metrics=metrics)  # inside the others: what they refuse is not a route's
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["*"], allow_headers=["*"])

@@ -48,10 +48,12 @@ class EventIn(BaseModel):
     value: float | None = Field(None, strict=True, description="e.g. a rating")
     session_id: IdStr | None = None
     event_id: IdStr | None = Field(None, description="idempotency key: an event with a stored one's id is not stored again")
+    impression_id: IdStr | None = Field(None, description="the impression_id of the recommendations this event answers "
+                                        "(an experiment credits the event to it)")
 
     def new_event(self) -> NewEvent:
         return NewEvent(self.user_id, self.item_id, self.type, self.ts, self.price, self.value, self.session_id,
-                        self.event_id)
+                        self.event_id, impression_id=self.impression_id)
 
 
 class SessionEvent(BaseModel):
@@ -142,7 +144,7 @@ async def post_events(request: Request) -> dict[str, int]:
 
 
 @router.get("/users/{user_id:path}/events", dependencies=[READ], tags=["events"])
-def user_events(
+async def user_events(
     request: Request,
     user_id: UserId,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
@@ -150,12 +152,13 @@ def user_events(
                                         "or the next_before of the previous page")] = None,
 ) -> dict[str, Any]:
     """A shopper's events, newest first; ``next_before`` is null on the last page."""
-    return server_of(request).ss.behaviour.events.latest(user_id, limit=limit, before=before).to_dict()
+    events = server_of(request).ss.behaviour.events
+    return (await run_in_threadpool(events.latest, user_id, limit=limit, before=before)).to_dict()
 
 
 # -- recommendations -------------------------------------------------------------------------
 @router.get("/users/{user_id:path}/recommendations", dependencies=[READ])
-def recommendations(
+async def recommendations(
     request: Request,
     user_id: UserId,
     k: K = 10,
@@ -166,12 +169,18 @@ def recommendations(
     max_price: float | None = None,
     in_stock: bool = False,
     explain: bool = True,
+    diversity: Annotated[float, Query(ge=0, le=1, description="0 (off) to 1: re-rank the model's best candidates "
+                                      "so the products look less alike (MMR on their photos)")] = 0.0,
 ) -> dict[str, Any]:
-    """Top-k for a shopper, with reasons (``explain``); an unknown shopper gets the cold-start list."""
+    """Top-k for a shopper, with reasons (``explain``); an unknown shopper gets the cold-start list.
+    Products the shopper disliked never appear; their look-alikes come last. While an experiment
+    runs (and no ``model`` is named), the shopper's arm answers: ``experiment``, ``arm`` and
+    ``impression_id`` say so (null otherwise); send the impression id back with the events."""
     ss = server_of(request).ss
     filters = query_filters(ss, where, min_price, max_price, in_stock)
-    recs = ss.behaviour.recommend(user_id, k, model=model, exclude_seen=exclude_seen, filters=filters)
-    return {"user_id": user_id, "model": model or ss.config.recommender, "items": _items(recs, explain)}
+    served = await run_in_threadpool(ss.experiments.recommend_for, user_id, k, model=model, exclude_seen=exclude_seen,
+                                     filters=filters, diversity=diversity)
+    return served.to_dict(explain)
 
 
 @router.post("/sessions/recommend", dependencies=[READ],
@@ -207,20 +216,22 @@ async def session_recommend(request: Request) -> dict[str, Any]:
 
 
 @router.get("/popular", dependencies=[READ])
-def popular(request: Request, k: K = 10, where: Where = None, min_price: float | None = None,
+async def popular(request: Request, k: K = 10, where: Where = None, min_price: float | None = None,
             max_price: float | None = None, in_stock: bool = False) -> dict[str, Any]:
     """The items most shoppers interacted with, from the event log (no trained model needed)."""
     ss = server_of(request).ss
-    recs = ss.behaviour.popular(k, filters=query_filters(ss, where, min_price, max_price, in_stock))
+    recs = await run_in_threadpool(ss.behaviour.popular, k, filters=query_filters(ss, where, min_price, max_price,
+                                                                               in_stock))
     return {"items": _items(recs, True)}
 
 
 @router.get("/trending", dependencies=[READ])
-def trending(request: Request, k: K = 10, where: Where = None, min_price: float | None = None,
+async def trending(request: Request, k: K = 10, where: Where = None, min_price: float | None = None,
              max_price: float | None = None, in_stock: bool = False) -> dict[str, Any]:
     """The items hot now (events decayed with a half-life of a week), from the event log."""
     ss = server_of(request).ss
-    recs = ss.behaviour.trending(k, filters=query_filters(ss, where, min_price, max_price, in_stock))
+    recs = await run_in_threadpool(ss.behaviour.trending, k, filters=query_filters(ss, where, min_price, max_price,
+                                                                                in_stock))
     return {"items": _items(recs, True)}
 
 
@@ -241,6 +252,6 @@ def train(
 
 
 @router.get("/jobs/{job_id}", dependencies=[READ], tags=["models"])
-def job_state(request: Request, job_id: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+async def job_state(request: Request, job_id: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
     """A background job's state: queued, running, done (with its result) or failed (with why)."""
-    return server_of(request).jobs.get(job_id).to_dict()
+    return (await run_in_threadpool(server_of(request).jobs.get, job_id)).to_dict()

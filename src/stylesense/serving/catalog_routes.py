@@ -4,8 +4,8 @@ Two routes take either a JSON body or a multipart upload (``POST /v1/search``, `
 /v1/items/{id}``), so they read the request themselves and describe both bodies in the OpenAPI
 schema (``openapi_extra``). An item id may hold ``/`` (any character but a control
 character), so the id routes match the rest of the path (``{item_id:path}``), the longer
-routes (``/similar``, ``/image``) first. Decoding, embedding and search run on the thread pool, as the
-plain ``def`` routes do.
+routes (``/similar``, ``/image``) first. Decoding, embedding and search run on the thread pool
+(see :mod:`.native` for which routes are ``async def``).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ async def search(request: Request) -> dict[str, Any]:
 
 
 @router.get("/items", dependencies=[READ])
-def list_items(
+async def list_items(
     request: Request,
     cursor: Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")] = None,
     n: Annotated[int, Query(ge=1, le=MAX_PAGE, description="items per page")] = 100,
@@ -112,12 +112,12 @@ def list_items(
     """The catalogue page by page (hidden items included), in a stable order; ``next_cursor``
     is null on the last page."""
     ss = server_of(request).ss
-    page = ss.item_page(cursor, n, query_filters(ss, where, min_price, max_price, in_stock))
+    page = await run_in_threadpool(ss.item_page, cursor, n, query_filters(ss, where, min_price, max_price, in_stock))
     return {"items": [item_json(it) for it in page.items], "next_cursor": page.next_cursor}
 
 
 @router.get("/items/{item_id:path}/similar", dependencies=[READ])
-def similar(
+async def similar(
     request: Request,
     item_id: IdStr,
     k: K = 10,
@@ -128,7 +128,8 @@ def similar(
 ) -> dict[str, Any]:
     """Products that look most like a catalogue item (never the item itself), best first."""
     ss = server_of(request).ss
-    hits = ss.search(item=item_id, k=k, filters=query_filters(ss, where, min_price, max_price, in_stock))
+    hits = await run_in_threadpool(ss.search, item=item_id, k=k,
+                                   filters=query_filters(ss, where, min_price, max_price, in_stock))
     return {"items": [hit_json(h) for h in hits]}
 
 
@@ -150,9 +151,9 @@ def item_image(
 
 
 @router.get("/items/{item_id:path}", dependencies=[READ])
-def get_item(request: Request, item_id: IdStr) -> dict[str, Any]:
+async def get_item(request: Request, item_id: IdStr) -> dict[str, Any]:
     """An item's metadata and state (hidden ones too)."""
-    return item_json(server_of(request).ss.item(item_id))
+    return item_json(await run_in_threadpool(server_of(request).ss.item, item_id))
 
 
 @router.put("/items/{item_id:path}", dependencies=[WRITE],
@@ -182,9 +183,10 @@ async def put_item(request: Request, item_id: IdStr) -> JSONResponse:
 
 
 @router.patch("/items/{item_id:path}", dependencies=[WRITE])
-def patch_item(request: Request, item_id: IdStr, change: ItemPatch) -> dict[str, Any]:
+async def patch_item(request: Request, item_id: IdStr, change: ItemPatch) -> dict[str, Any]:
     """Change some metadata columns (e.g. the stock column) and/or hide or show the item."""
-    return item_json(server_of(request).ss.patch_item(item_id, change.attrs, hidden=change.hidden))
+    return item_json(await run_in_threadpool(server_of(request).ss.patch_item, item_id, change.attrs,
+                                             hidden=change.hidden))
 
 
 @router.delete("/items/{item_id:path}", dependencies=[WRITE], status_code=204, response_class=Response)

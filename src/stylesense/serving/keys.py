@@ -1,9 +1,12 @@
 """API keys for the HTTP surface: who may read, who may write, who manages keys, and how fast.
 
 Keys live in the home's database (table ``api_keys``), so every API worker process on every
-machine that shares the database sees a new key or a revocation on its very next request:
-:meth:`KeyStore.authenticate` reads the row each time (one lookup on a unique index) and caches
-nothing.
+machine that shares the database sees a new key or a revocation on its very next request. A
+:class:`KeyStore` remembers the active keys it has checked, but every
+:meth:`KeyStore.authenticate` first reads the table's stamp (how many keys it holds, how many of
+them are revoked: one small aggregate query, a fifth of the cost of reading a key's row through
+the ORM): a revocation or a deleted row anywhere changes the stamp, and the store forgets every
+key it remembered before using any of them again.
 
 A key reads ``ss_<id>_<secret>``: the ``ss_`` prefix makes a leaked key recognisable (secret
 scanners, logs), the id (12 hex characters, public: ``keys list`` shows it, ``keys revoke``
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import DateTime, Float, Integer, String, select, update
+from sqlalchemy import DateTime, Float, Integer, String, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -160,6 +163,10 @@ class KeyStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         KeyBase.metadata.create_all(engine)
+        # Active keys checked under one stamp of the table: (stamp, key id -> (hash, info)).
+        # Replaced whole when the stamp changes, so a reader sees one generation or the next.
+        self._known: tuple[tuple[int, int] | None, dict[str, tuple[str, KeyInfo]]] = (None, {})
+        self._lock = threading.Lock()
 
     def create(self, role: str, name: str | None = None, rate: float | None = None) -> tuple[str, KeyInfo]:
         """A new key and its info. The plaintext key is in this return value only: store it
@@ -215,17 +222,40 @@ class KeyStore:
 
     def authenticate(self, presented_key: object) -> KeyInfo | None:
         """The info of an active key, else None: for a malformed, unknown, wrong or revoked
-        key alike, so a caller cannot tell which. One lookup by id on a unique index; the
-        hashes are compared in constant time."""
+        key alike, so a caller cannot tell which. One aggregate query for the table's stamp
+        (see the module docstring), and for a key not remembered under that stamp one lookup
+        by id on a unique index; the hashes are compared in constant time."""
         key_id = parse_key(presented_key)
         if key_id is None:
             return None
-        with Session(self.engine) as s:
-            row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_id == key_id))
-            if row is None or not hmac.compare_digest(row.key_hash, _digest(presented_key)):  # type: ignore[arg-type]
-                return None
-            info = _info(row)
+        digest = _digest(presented_key)  # type: ignore[arg-type]
+        with self.engine.connect() as conn:
+            stamp = tuple(conn.execute(_STAMP).one())
+        with self._lock:
+            if self._known[0] != stamp:
+                self._known = (stamp, {})  # type: ignore[assignment]
+            known = self._known[1]
+        remembered = known.get(key_id)
+        if remembered is None:
+            # Read after the stamp: a revocation committed since then changes the stamp that
+            # the next request reads, which forgets this entry again.
+            with Session(self.engine) as s:
+                row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_id == key_id))
+                if row is None:
+                    return None
+                remembered = (row.key_hash, _info(row))
+            if remembered[1].active:
+                with self._lock:
+                    if self._known[0] == stamp:  # not if another request saw a newer stamp meanwhile
+                        self._known[1][key_id] = remembered
+        key_hash, info = remembered
+        if not hmac.compare_digest(key_hash, digest):
+            return None
         return info if info.active else None
+
+
+# The api_keys table's stamp: a revocation raises the second count, a deleted row lowers the first.
+_STAMP = select(func.count(), func.count(ApiKeyRow.revoked_at)).select_from(ApiKeyRow)
 
 
 class RateLimiter:

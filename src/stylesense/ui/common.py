@@ -22,6 +22,7 @@ from stylesense.catalog.facets import Facets, facets
 from stylesense.catalog.filters import Filters
 from stylesense.engine import StyleSense
 from stylesense.errors import StyleSenseError
+from stylesense.home import Home
 
 log = logging.getLogger("stylesense.ui")
 HOME_ENV = "STYLESENSE_HOME"
@@ -40,7 +41,7 @@ def _open(home: str) -> StyleSense:
 
 def home() -> StyleSense:
     """The home the app was started on (``stylesense ui --home``: ``$STYLESENSE_HOME``)."""
-    return _open(os.environ.get(HOME_ENV, ""))
+    return _open(str(Home.resolve(os.environ.get(HOME_ENV) or None).root))
 
 
 @contextmanager
@@ -113,10 +114,15 @@ def show_cards(ss: StyleSense, cards: Sequence[Card], roles: dict[str, str], *, 
                               width="stretch")
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _facets(home: str, stamp: tuple, price_column: str) -> Facets:
+    return facets((it.attrs for it in _open(home).items()), price_column)
+
+
 def catalogue_facets(ss: StyleSense) -> Facets:
-    """The catalogue's filterable columns and roles, read fresh on each run of a page (the
-    catalogue may have changed since the last one)."""
-    return facets((it.attrs for it in ss.items()), ss.config.price_column)
+    """The catalogue's filterable columns and roles: computed once per state of the catalogue
+    (its stamp, one indexed query per run of a page), not on every run."""
+    return _facets(str(ss.home.root), ss.store.stamp(), ss.config.price_column)
 
 
 def filter_panel(ss: StyleSense, found: Facets, key: str) -> Filters:

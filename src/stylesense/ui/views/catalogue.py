@@ -36,6 +36,12 @@ def _report_csv(rows: list[dict]) -> bytes:
     return out.getvalue().encode()
 
 
+def _relative(reason: str, prefixes: dict[str, str]) -> str:
+    for prefix, by in prefixes.items():
+        reason = reason.replace(prefix, by)
+    return reason
+
+
 with guard():
     ss = home()
     st.caption(f"{ss.store.count():,} items in the catalogue")
@@ -80,8 +86,10 @@ with guard():
         bar.progress(1.0, text="done")
         st.success(f"{report.rows:,} rows: {report.added:,} added, {report.updated:,} updated, "
                    f"{report.unchanged:,} unchanged, {report.embedded:,} photos embedded")
-        problems = [{"kind": "bad", "row": b.row, "id": b.item_id, "reason": b.reason} for b in report.bad]
-        problems += [{"kind": "warning", "row": w.row, "id": w.item_id, "reason": w.reason} for w in report.warnings]
+        # Reasons name files under the upload folder: shown relative to it, never the server's folders.
+        hide = {f"{root}/": "", f"{upload_dir}/": ""}
+        problems = [{"kind": kind, "row": r.row, "id": r.item_id, "reason": _relative(r.reason, hide)}
+                    for kind, rows in (("bad", report.bad), ("warning", report.warnings)) for r in rows]
         st.session_state["cat_report"] = problems
     if problems := st.session_state.get("cat_report"):
         st.subheader(f"{len(problems)} rows with problems")

@@ -18,8 +18,8 @@ from stylesense.clusters import shopper_segments, style_clusters
 from stylesense.errors import NotReady
 from stylesense.ui.common import Card, catalogue_facets, guard, home, show_cards, thumbnail
 
-MAP_POINTS = 1500  # points drawn with a thumbnail each (a sample of larger catalogues)
-MAP_THUMB = 64
+MAP_POINTS = 800  # points drawn with a thumbnail each (a sample of larger catalogues): ~1 MB of chart
+MAP_THUMB = 48
 
 st.title("Style clusters")
 
@@ -50,13 +50,13 @@ with guard():
     st.altair_chart(
         alt.Chart(points, title="The catalogue's photos, mapped to 2-D (hover for the photo)")
         .mark_circle(size=40, opacity=0.7)
-        .encode(x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None), color=alt.Color("cluster:N", legend=None),
+        .encode(x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None), color=alt.Color("cluster:N", legend=None, scale=alt.Scale(scheme="category20")),
                 tooltip=["item_id", "cluster", "image"])
         .interactive(), width="stretch")
 
     if found.clusters:
         summary = pd.DataFrame([{"cluster": cl.id, "size": cl.size,
-                                 **{k: f"{v} ({cl.purity.get(k, 0):.0%})" for k, v in cl.labels.items()}}
+                                 "what it is": ", ".join(f"{v} ({p:.0%})" for _, v, p in cl.top_labels())}
                                 for cl in found.clusters])
         st.dataframe(summary, hide_index=True, width="stretch")
         chosen = st.selectbox("cluster", [cl.id for cl in found.clusters], key="cluster_id",

@@ -7,7 +7,13 @@ import streamlit as st
 
 from stylesense.ui.common import Card, catalogue_facets, guard, home, show_cards
 
-MAX_PAIRS = 60
+MAX_PAIRS = 30
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _pairs(root: str, stamp: tuple, threshold: float) -> list[tuple[str, str, float]]:
+    """All pairs at ``threshold``, once per state of the catalogue (an exact all-pairs search)."""
+    return home().duplicates(threshold)
 
 st.title("Near-duplicates")
 
@@ -16,7 +22,7 @@ with guard():
     threshold = st.slider("similarity at least", 0.80, 1.0, 0.97, step=0.005, format="%.3f", key="dup_threshold")
     if st.button("Find near-duplicates", key="dup_find", type="primary"):
         with st.spinner("comparing every photo with its nearest neighbours..."):
-            st.session_state["dup_pairs"] = (threshold, ss.duplicates(threshold))
+            st.session_state["dup_pairs"] = (threshold, _pairs(str(ss.home.root), ss.store.stamp(), threshold))
     found = st.session_state.get("dup_pairs")
     if found is not None:
         at, pairs = found
