@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from stylesense.clusters import shopper_segments, style_clusters
+from stylesense.clusters import StyleClusters, shopper_segments, style_clusters
+from stylesense.engine import StyleSense
 from stylesense.errors import NotReady
 from stylesense.ui.common import Card, catalogue_facets, guard, home, show_cards, thumbnail
 
@@ -26,6 +27,21 @@ st.title("Style clusters")
 
 def _data_url(data: bytes | None) -> str | None:
     return None if data is None else "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+
+@st.fragment
+def typical_products(ss: StyleSense, found: StyleClusters) -> None:
+    """One cluster's most typical products; choosing another reruns this part alone (the map
+    above is not drawn again)."""
+    with guard():
+        chosen = st.selectbox("cluster", [cl.id for cl in found.clusters], key="cluster_id",
+                              format_func=lambda i: next(f"{i}: " + ", ".join(v for _, v, _ in cl.top_labels())
+                                                         + f" ({cl.size})" for cl in found.clusters if cl.id == i))
+        cluster = next(cl for cl in found.clusters if cl.id == chosen)
+        st.subheader(f"The most typical products of cluster {cluster.id}")
+        items = {it.item_id: it for it in ss.items(cluster.typical)}
+        show_cards(ss, [Card(i, items[i].attrs) for i in cluster.typical if i in items],
+                   catalogue_facets(ss).roles, key=f"cluster-{cluster.id}", columns=6)
 
 
 with guard():
@@ -59,14 +75,7 @@ with guard():
                                  "what it is": ", ".join(f"{v} ({p:.0%})" for _, v, p in cl.top_labels())}
                                 for cl in found.clusters])
         st.dataframe(summary, hide_index=True, width="stretch")
-        chosen = st.selectbox("cluster", [cl.id for cl in found.clusters], key="cluster_id",
-                              format_func=lambda i: next(f"{i}: " + ", ".join(v for _, v, _ in cl.top_labels())
-                                                         + f" ({cl.size})" for cl in found.clusters if cl.id == i))
-        cluster = next(cl for cl in found.clusters if cl.id == chosen)
-        st.subheader(f"The most typical products of cluster {cluster.id}")
-        items = {it.item_id: it for it in ss.items(cluster.typical)}
-        show_cards(ss, [Card(i, items[i].attrs) for i in cluster.typical if i in items],
-                   catalogue_facets(ss).roles, key=f"cluster-{cluster.id}", columns=6)
+        typical_products(ss, found)
 
     st.header("Shopper segments")
     try:

@@ -10,6 +10,7 @@ import altair as alt
 import streamlit as st
 
 from stylesense import insights
+from stylesense.engine import StyleSense
 from stylesense.ui.common import guard, home
 
 st.title("Dashboards")
@@ -23,6 +24,19 @@ def _bars(frame, x: str, y: str, title: str) -> alt.Chart:
     return (alt.Chart(frame, title=title).mark_bar()
             .encode(x=alt.X(f"{x}:N", sort="-y", title=None), y=alt.Y(f"{y}:Q"), tooltip=list(frame.columns))
             .interactive())
+
+
+@st.fragment
+def activity_chart(ss: StyleSense) -> None:
+    """Shoppers and events per period; changing the period redraws this chart alone."""
+    with guard():
+        freq = st.segmented_control("period", ["D", "W", "M"], default="W", key="dash_freq",
+                                    format_func={"D": "day", "W": "week", "M": "month"}.get) or "W"
+        long = insights.activity(ss, freq).melt(id_vars=["period"], value_vars=["shoppers", "new_shoppers", "events"],
+                                                var_name="series", value_name="count")
+        st.altair_chart(alt.Chart(long, title="Shoppers and events over time").mark_line(point=True)
+                        .encode(x="period:T", y="count:Q", color="series:N", tooltip=["period:T", "series", "count"])
+                        .interactive(), width="stretch")
 
 
 with guard():
@@ -40,14 +54,7 @@ with guard():
         st.stop()
     st.caption(f"events from {s.first_event:%Y-%m-%d} to {s.last_event:%Y-%m-%d}")
 
-    freq = st.segmented_control("period", ["D", "W", "M"], default="W", key="dash_freq",
-                                format_func={"D": "day", "W": "week", "M": "month"}.get) or "W"
-    activity = insights.activity(ss, freq)
-    long = activity.melt(id_vars=["period"], value_vars=["shoppers", "new_shoppers", "events"],
-                         var_name="series", value_name="count")
-    st.altair_chart(alt.Chart(long, title="Shoppers and events over time").mark_line(point=True)
-                    .encode(x="period:T", y="count:Q", color="series:N", tooltip=["period:T", "series", "count"])
-                    .interactive(), width="stretch")
+    activity_chart(ss)
 
     left, right = st.columns(2)
     left.altair_chart(_bars(insights.events_by_type(ss), "type", "events", "Events by type"), width="stretch")
