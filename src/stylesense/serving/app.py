@@ -127,8 +127,9 @@ def require(role: str) -> Callable[..., Awaitable[KeyInfo | None]]:
     ``Retry-After`` past the key's rate."""
 
     async def check(request: Request, x_api_key: str | None = Header(None, description="API key")) -> KeyInfo | None:
-        # On the event loop, not the thread pool: the check is a query of some tens of
-        # microseconds (see KeyStore.authenticate), cheaper than a hop to a thread and back.
+        # On the event loop, not the thread pool: on the home's SQLite the check is a query of
+        # some tens of microseconds (see KeyStore.authenticate), cheaper than a hop to a thread
+        # and back; a database across a network would make it a round trip that blocks the loop.
         server = server_of(request)
         if not x_api_key:  # an empty header is no key (Gorse clients send one when given none)
             if role == "read" and server.settings.public_reads:
