@@ -326,6 +326,25 @@ def test_home_recommends_a_product_imported_after_training(tmp_path):
     assert "fresh_colour" not in before_ids and "fresh_colour" in [r.item_id for r in after]
 
 
+def test_wide_vectors_are_projected_and_new_ones_follow_the_same_projection():
+    """Photos' vectors wider than MAX_DIM keep their neighbours in the projection, and a
+    product added later lands next to its look-alike."""
+    from stylesense.recommenders.ranking.content import MAX_DIM
+
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((400, 600)).astype(np.float32)
+    ids = [f"i{k}" for k in range(400)]
+    content = Content.build(np.asarray(ids), Catalogue(ids, base))
+    assert content.projection.shape == (600, MAX_DIM) and content.vectors.shape == (400, MAX_DIM)
+    np.testing.assert_allclose(np.linalg.norm(content.vectors, axis=1), 1.0, rtol=1e-5)
+    twin = base[7] + 0.05 * rng.standard_normal(600).astype(np.float32)
+    grown = content.extended(np.array([400]), np.array(["twin"]), Catalogue(["twin"], twin[None, :]))
+    sims = grown.vectors @ grown.unit([400])[0]
+    assert int(np.argsort(-sims)[1]) == grown.row[7]  # after itself, its look-alike
+    with pytest.raises(InvalidInput):
+        content.extended(np.array([400]), np.array(["x"]), Catalogue(["x"], np.ones((1, 5), np.float32)))
+
+
 # -- real time, persistence, parameters ---------------------------------------------------------
 def test_live_events_move_the_next_recommendation(world):
     _, _, fitted = world

@@ -1,32 +1,38 @@
 """Ranker: candidate generators, then LightGBM LambdaRank over (shopper, candidate) features,
 the recipe of the winning H&M Personalized Fashion Recommendations solutions.
 
-Serving a shopper: every source of ``sources`` proposes up to ``candidates`` items (see
-:mod:`.ranking.candidates`: their own items, other colours of those, look-alikes of recent
-items, item-kNN / ALS / EASE / GRU4Rec, the best sellers overall and in their segment); each
-(shopper, candidate) pair gets a feature row (:mod:`.ranking.features`); the booster scores the
-rows. Items no source proposed rank below every candidate, by recent sales, so that a filter
+Serving a shopper: every source of ``sources`` proposes up to ``candidates`` items (a source
+may carry its own number: ``"new:400"``; see :mod:`.ranking.candidates`: their own items, other
+colours of those, look-alikes of recent items and the look-alikes nobody has bought yet,
+item-kNN / ALS / EASE / GRU4Rec, the best sellers overall and in their segment); each (shopper,
+candidate) pair gets a feature row (:mod:`.ranking.features`); the boosters score the rows.
+Items no source proposed rank below every candidate, by recent sales, so that a filter
 (``allowed``) that removes all candidates still leaves a list.
 
 Learning, without looking at the future: the last ``window_days`` of the training events are
-the validation window, the ``windows`` windows of the same length before it the training
-windows. For each window, the candidate models are fitted and the features computed from the
+the validation window; ``windows`` training windows of the same length end where it starts, a
+new one every ``step_days`` further back (they overlap each other, never the validation
+window). For each window, the candidate models are fitted and the features computed from the
 events *before* the window only, and a candidate's label is whether the shopper bought (or
-viewed: any event) it in the window. LambdaRank trains on the training windows with early
-stopping on MAP@``eval_at`` of the validation window, then (``refit``) again on all windows for
-the best number of rounds. Finally the candidate models are fitted on all training events for
+viewed: any event) it in the window. ``bags`` LambdaRank boosters train on the training
+windows with early stopping on MAP@``eval_at`` of the validation window, then (``refit``)
+again on all windows for their best number of rounds, and their scores are averaged
+(:mod:`.ranking.model`). Finally the candidate models are fitted on all training events for
 serving. So a fit costs ``windows + 2`` fits of each candidate model.
+
+The defaults (28-day windows a week apart, 24 of them, 100 candidates per source, five bags)
+were chosen on the H&M sample's validation window, never on its test: docs/recommenders.md.
 
 Catalogue: ``with_catalogue(Catalogue(...))`` hands over image vectors, the attribute table
 and which column is the product group (a home does it: ``Behaviour`` reads its catalogue);
 ``add_items`` appends products imported after the fit, whose content (vector, group,
-attributes) is all the visual and group sources and the content features need, so they can be
-recommended at once. Shopper attributes (age, ...) come with ``with_shoppers(table)``.
+attributes) is all the visual, new and group sources and the content features need, so they
+can be recommended at once. Shopper attributes (age, ...) come with ``with_shoppers(table)``.
 
 Real time: ``update`` events join the shopper's history (with their times) and go to the
 candidate models, so the next recommendation reflects them; item sales stay those of the fit.
-``report`` (saved with the model) holds the windows, rows, each source's recall on the
-validation window, the rounds and the validation curve; ``feature_importances`` the gains.
+``report`` (saved with the model) holds the windows, rows, each source's recall on each window,
+the boosters' rounds and validation MAP; ``feature_importances`` the gains.
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ class Ranker(Recommender):
         "sources": DEFAULT_SOURCES,
         "candidates": 100,  # per source
         "window_days": 28.0,
-        "windows": 12,  # training windows before the validation window
+        "windows": 24,  # training windows before the validation window
         "step_days": 7.0,  # between training windows' starts; 0: window_days (no overlap)
         "half_life_days": 30.0,  # decay of a shopper's own events in scores and affinities
         "visual_recent": 10,
@@ -108,7 +114,8 @@ class Ranker(Recommender):
             raise InvalidInput(f"ranker: step_days must be a number >= 0, got {p['step_days']!r}")
         p["step_days"] = float(p["step_days"]) or 0.0
         for key in ("window_days", "half_life_days", "learning_rate", "visual_decay"):
-            if isinstance(p[key], bool) or not isinstance(p[key], (int, float)) or not np.isfinite(p[key]) or p[key] <= 0:
+            value = p[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
                 raise InvalidInput(f"ranker: {key} must be a positive number, got {p[key]!r}")
             p[key] = float(p[key])
         if p["visual_decay"] > 1:
@@ -344,11 +351,14 @@ class Ranker(Recommender):
         weight = self.data.event_weights(events["type"])
         price = (pd.to_numeric(events["price"], errors="coerce").to_numpy(np.float32) if "price" in events.columns
                  else np.full(len(events), np.nan, np.float32))
-        for uid, i, t, w, pr in zip(events["user_id"].astype(str), items, ts, weight, price):
-            u = self.user_index[uid]
-            old = self._live.get(u, History.empty())
-            self._live[u] = old.plus(History(np.array([i], np.int64), np.array([t], np.int64),
-                                             np.array([w], np.float32), np.array([pr], np.float32)))
+        users_of = np.array([self.user_index[u] for u in events["user_id"].astype(str)], dtype=np.int64)
+        order = np.argsort(users_of, kind="stable")  # each user's events in their given order
+        bounds = np.flatnonzero(np.diff(users_of[order])) + 1
+        for part in np.split(order, bounds):
+            u = int(users_of[part[0]])
+            new = History(items[part].astype(np.int64), ts[part].astype(np.int64), weight[part].astype(np.float32),
+                          price[part].astype(np.float32))
+            self._live[u] = self._live.get(u, History.empty()).plus(new)
         self.now = max(self.now, int(ts.max()))
         self._shoppers = self._shoppers.grown(len(self.user_ids))
         self._snap.shoppers = self._shoppers
@@ -390,7 +400,10 @@ class Ranker(Recommender):
     def _state(self) -> dict[str, np.ndarray]:
         live = sorted(self._live)
         parts = [self._live[u] for u in live]
-        cat = lambda f, dt: np.concatenate([getattr(h, f) for h in parts]).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
+
+        def cat(name: str, dtype: type) -> np.ndarray:
+            return np.concatenate([getattr(h, name) for h in parts]).astype(dtype) if parts else np.zeros(0, dtype)
+
         state = {
             **{f"content_{k}": v for k, v in self._content.to_arrays().items()},
             "shopper_columns": np.asarray(self._shoppers.columns, dtype=str),

@@ -78,7 +78,7 @@ def _shopper(snap: Snapshot, s: Shopper) -> np.ndarray:
     return np.concatenate([np.asarray(own, np.float32), attrs.astype(np.float32)])
 
 
-def _last(keys: np.ndarray, ts: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _last(keys: np.ndarray, ts: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
     """Distinct keys, their event counts, latest time and weight sum."""
     uniq, inv, counts = np.unique(keys, return_inverse=True, return_counts=True)
     latest = np.full(len(uniq), np.iinfo(np.int64).min, np.int64)

@@ -102,7 +102,8 @@ class Shoppers:
         extra = n_users - len(self.band)
         if extra <= 0:
             return self
-        return Shoppers(self.columns, np.concatenate([self.values, np.full((extra, len(self.columns)), np.nan, np.float32)]),
+        unknown = np.full((extra, len(self.columns)), np.nan, np.float32)
+        return Shoppers(self.columns, np.concatenate([self.values, unknown]),
                         np.concatenate([self.band, np.full(extra, -1, np.int64)]))
 
 
