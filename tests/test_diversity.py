@@ -92,6 +92,25 @@ def test_diversity_and_a_dislike_together(shop):
     assert {look_of(i) for i in recs} == {0, 2}
 
 
+def test_an_anonymous_session_takes_diversity_in_the_library_and_the_api(shop):
+    """A session that viewed one product gets the best sellers (one look); at 0.6 it spans the
+    looks, the same through POST /v1/sessions/recommend."""
+    session = [("l2_p0", "view")]
+    plain = [r.item_id for r in shop.behaviour.recommend_session(session, 6)]
+    diverse = [r.item_id for r in shop.behaviour.recommend_session(session, 6, diversity=0.6)]
+    assert {look_of(i) for i in plain} == {0} and {look_of(i) for i in diverse} == {0, 1, 2}
+    assert diverse[0] == plain[0]
+    c = TestClient(create_app(shop.home.root, Settings(threads=1)))
+    key = {"X-API-Key": KeyStore(shop.store.engine).create("read")[0]}
+    body = {"events": [{"item_id": "l2_p0", "type": "view"}], "k": 6, "diversity": 0.6}
+    r = c.post("/v1/sessions/recommend", json=body, headers=key)
+    assert r.status_code == 200, r.text
+    assert [x["item_id"] for x in r.json()["items"]] == diverse
+    assert c.post("/v1/sessions/recommend", json={**body, "diversity": 3}, headers=key).status_code == 422
+    with pytest.raises(InvalidInput):
+        shop.behaviour.recommend_session(session, 6, diversity=-1)
+
+
 def test_diversity_needs_photos(tmp_path, shop):
     from stylesense.engine import StyleSense
 

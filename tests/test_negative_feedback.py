@@ -90,6 +90,23 @@ def test_look_alikes_of_a_disliked_product_come_after_everything_else(shop):
     assert ids(shop.behaviour.recommend("someone-else", 10)) == top  # only the shopper who said no
 
 
+def test_recommend_batch_honours_dislikes_as_recommend_does(shop, tmp_path):
+    """The batch file and the single call agree for a shopper who said no; the others keep
+    the batch's own rows."""
+    import pandas as pd
+
+    for u in ("me", "you"):
+        shop.behaviour.add_event(u, "l1_p0", "view")
+    shop.behaviour.train("itemknn")
+    shop.behaviour.add_event("me", "l1_p1", "dislike")
+    out = tmp_path / "recs.csv"
+    shop.behaviour.recommend_batch(out, 10)
+    table = pd.read_csv(out, dtype=str)
+    mine = table[table.user_id == "me"].item_id.tolist()
+    assert "l1_p1" not in mine and mine == ids(shop.behaviour.recommend("me", 10))
+    assert "l1_p1" in table[table.user_id == "you"].item_id.tolist()  # only the shopper who said no
+
+
 def test_a_dislike_beside_a_filter_and_on_a_home_without_photos(shop, tmp_path):
     from stylesense.catalog.filters import Filters
 

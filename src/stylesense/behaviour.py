@@ -408,11 +408,15 @@ class Behaviour:
             lowered = self.ss.look_alikes(disliked[:MAX_DISLIKED], LOOK_ALIKES, LOOK_ALIKE_SIMILARITY)
         wanted = candidate_count(k) if diversity else k
         ranked = rank(wanted + len(lowered), allowed)
-        kept = [r for r in ranked if r.item_id not in lowered][:wanted]
-        if diversity and kept:
-            vectors = self.ss.item_vectors([r.item_id for r in kept])
-            kept = [kept[i] for i in mmr(np.array([r.score for r in kept]), vectors, k, diversity)]
+        kept = self._diversified([r for r in ranked if r.item_id not in lowered][:wanted], k, diversity)
         return (kept + [r for r in ranked if r.item_id in lowered])[:k]
+
+    def _diversified(self, ranked: list[Recommendation], k: int, diversity: float) -> list[Recommendation]:
+        """``k`` of ``ranked`` picked by MMR on their photos (``diversity`` > 0), else its top ``k``."""
+        if not diversity or not ranked:
+            return ranked[:k]
+        vectors = self.ss.item_vectors([r.item_id for r in ranked])
+        return [ranked[i] for i in mmr(np.array([r.score for r in ranked]), vectors, k, diversity)]
 
     def recommend_session(
         self,
@@ -423,6 +427,7 @@ class Behaviour:
         model: str | None = None,
         exclude_seen: bool | None = None,
         filters: Filters | None = None,
+        diversity: float = 0.0,
     ) -> list[Recommendation]:
         """Top-k for an anonymous shopper (no account; nothing is stored): ``events`` their
         recent (item id, event type) pairs, oldest first, and/or ``photo`` an encoded photo.
@@ -435,7 +440,8 @@ class Behaviour:
         and added, so a shopper who viewed dresses and photographs a red one gets red dresses.
         Removed, hidden and out-of-stock products never appear; ``filters`` apply to all.
         The session's negative events (``NEGATIVE_TYPES``) are no history: their products are
-        left out and their look-alikes come last, as in :meth:`recommend`."""
+        left out and their look-alikes come last, and ``diversity`` re-ranks, as in
+        :meth:`recommend`; a photo alone is re-ranked among its closest products."""
         from stylesense.recommenders.base import PHOTO_REASON, Recommendation
 
         if not events and photo is None:
@@ -444,6 +450,7 @@ class Behaviour:
             raise InvalidInput(f"a session holds at most {MAX_SESSION_EVENTS} events, got {len(events)}")
         if k < 1:
             raise InvalidInput("k must be at least 1")
+        diversity = check_diversity(diversity)
         rules = event_rules(self.weights)
         for i, (item, kind) in enumerate(events):
             if problem := rules["item_id"](item) or rules["type"](kind):
@@ -451,8 +458,8 @@ class Behaviour:
         hits = [] if photo is None else self.ss.search(photo, k=max(k, PHOTO_POOL), filters=filters)
         if not events:
             ok = self.recommendable(np.array([h.item_id for h in hits], dtype=str))
-            return [Recommendation(h.item_id, h.score, PHOTO_REASON)
-                    for j, h in enumerate(hits) if ok is None or ok[j]][:k]
+            found = [Recommendation(h.item_id, h.score, PHOTO_REASON) for j, h in enumerate(hits) if ok is None or ok[j]]
+            return self._diversified(found[:candidate_count(k)] if diversity else found, k, diversity)
         m = self.model(model)
         allowed, nameable = self._masks(m.item_ids, filters)
         liked = [(item, kind) for item, kind in events if kind not in NEGATIVE_TYPES]
@@ -471,7 +478,7 @@ class Behaviour:
                 return m.recommend_session([i for i, _ in liked], [t for _, t in liked], n, exclude_seen=seen,
                                            allowed=mask, nameable=nameable, photo=similarity)
 
-        return self._refine(rank, m.data.item_index, allowed, disliked, k, 0.0)
+        return self._refine(rank, m.data.item_index, allowed, disliked, k, diversity)
 
     # -- from the event log alone ----------------------------------------------------------
     @cached_property
@@ -538,22 +545,31 @@ class Behaviour:
         self, out: str | Path, k: int = 10, *, model: str | None = None, exclude_seen: bool | None = None
     ) -> int:
         """Top-k for every known user into a CSV (user_id,item_id,rank,score; rank from 1),
-        written atomically. Returns the number of users."""
+        written atomically. Returns the number of users.
+
+        The shoppers who gave negative feedback get :meth:`recommend`'s list instead of the
+        batch's row (their disliked products left out, look-alikes last): few shoppers say no,
+        and one way of honouring it keeps the file and the API in agreement."""
         m = self.model(model)
         seen = self.exclude_seen if exclude_seen is None else exclude_seen
         users = np.arange(len(m.user_ids))
         allowed = self.recommendable(m.item_ids)
         with self._models_lock.reading():
             top, scores = m.recommend_batch(users, k, exclude_seen=seen, allowed=allowed)
+        said_no = {e.user_id for e in self.events.events(types=NEGATIVE_TYPES)}
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["user_id", "item_id", "rank", "score"])
         items = m.item_ids
         for u, row, row_scores in zip(users.tolist(), top, scores):
             uid = m.user_ids[u]
-            for rank, (i, s) in enumerate(zip(row.tolist(), row_scores.tolist()), 1):
-                if i >= 0:
-                    w.writerow([uid, items[i], rank, f"{s:.6g}"])
+            if uid in said_no:
+                refined = self.recommend(uid, k, model=model, exclude_seen=exclude_seen)
+                pairs = [(r.item_id, r.score) for r in refined]
+            else:
+                pairs = [(items[i], s) for i, s in zip(row.tolist(), row_scores.tolist()) if i >= 0]
+            for rank, (item, score) in enumerate(pairs, 1):
+                w.writerow([uid, item, rank, f"{score:.6g}"])
         atomic_write(out, lambda f: f.write(buf.getvalue().encode()))
         return len(users)
 

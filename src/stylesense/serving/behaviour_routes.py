@@ -73,6 +73,7 @@ class SessionQuery(FilterSpec):
     model: str | None = Field(None, max_length=64, description="default: the served model")
     exclude_seen: bool | None = Field(None, description="hide the session's own items (default: the home's setting)")
     explain: bool = True
+    diversity: float = Field(0.0, ge=0, le=1, description="0 (off) to 1: re-rank so the products look less alike")
 
 
 class SessionForm(BaseModel):
@@ -84,6 +85,7 @@ class SessionForm(BaseModel):
     model: str | None = Field(None, max_length=64)
     exclude_seen: bool | None = None
     explain: bool = True
+    diversity: float = Field(0.0, ge=0, le=1, description="0 (off) to 1: re-rank so the products look less alike")
     where: list[str] = Field(default_factory=list, description="COL=VALUE; repeat the field for more")
     min_price: float | None = None
     max_price: float | None = None
@@ -206,11 +208,12 @@ async def session_recommend(request: Request) -> dict[str, Any]:
         except (ValueError, RecursionError):
             raise RequestValidationError([{"loc": ("body", "events"), "msg": "not valid JSON"}]) from None
         query = validated(SessionQuery, {"events": events, "k": given.k, "model": given.model,
-                                          "exclude_seen": given.exclude_seen, "explain": given.explain})
+                                          "exclude_seen": given.exclude_seen, "explain": given.explain,
+                                          "diversity": given.diversity})
         filters = query_filters(ss, given.where, given.min_price, given.max_price, given.in_stock)
     recs = await run_in_threadpool(
         ss.behaviour.recommend_session, [(e.item_id, e.type) for e in query.events], query.k, photo=photo,
-        model=query.model, exclude_seen=query.exclude_seen, filters=filters)
+        model=query.model, exclude_seen=query.exclude_seen, filters=filters, diversity=query.diversity)
     model = (query.model or ss.config.recommender) if query.events else None
     return {"model": model, "items": _items(recs, query.explain)}
 

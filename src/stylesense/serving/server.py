@@ -42,8 +42,11 @@ def serve(home: Path | None, settings: Settings, *, host: str = "127.0.0.1", por
     if home is not None:
         os.environ[_HOME] = str(Path(home).resolve())
     os.environ[_SETTINGS] = json.dumps(asdict(settings))
+    # uvicorn's supervisor kills a worker that misses a 5 s health check; a worker loading its
+    # model, index and embedder holds the GIL in C calls long enough on a busy 2-core machine to
+    # miss it (bench/api.py saw a worker killed in its warm-up), so it gets a minute.
     uvicorn.run("stylesense.serving.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False, http=NoDelayHTTP)
+                log_level=log_level, access_log=False, http=NoDelayHTTP, timeout_worker_healthcheck=60)
 
 
 class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
