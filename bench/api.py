@@ -69,7 +69,9 @@ LUA = ROOT / "bench" / "wrk"
 MODEL = "ease"
 BENCH_USERS = ("bench-", "library-")  # the shoppers whose events the event rows write
 TARGETS = {  # issue 11, with 16 connections on 2 cores
-    "recommendations": {"rps": 300, "p99_ms": 50},
+    # p99 < 50 ms while 300 req/s are served: the saturated run says how many req/s the server
+    # can do, the paced run (the 16 connections offering 300 req/s together) its p99 at that rate.
+    "recommendations": {"rps": 300, "paced_p99_ms": 50},
     "search by item": {"rps": 300},
     "search by photo": {"single_p50_ms": 40},  # "p50 < 40 ms for one photo": one request in flight
     "events, single": {"rps": 300},
@@ -191,13 +193,14 @@ class Route:
 
 
 def wrk(route: Route, url: str, key: str, connections: int, seconds: float, run: str,
-        spread: Callable[[], list[int]] | None = None) -> dict:
+        spread: Callable[[], list[int]] | None = None, delay_ms: int | None = None) -> dict:
     """One wrk run of ``route``: its JSON summary with req/s added, and ``spread()`` (each
-    worker's connections) read a second into the run."""
+    worker's connections) read a second into the run. ``delay_ms``: each connection's pause
+    after an answer (a paced run)."""
     out = RESULTS / "wrk-out.json"
     out.unlink(missing_ok=True)
     env = {**os.environ, "WRK_LUA_DIR": str(LUA), "WRK_KEY": key, "WRK_OUT": str(out), "WRK_RUN": run,
-           **route.env}
+           **route.env, **({} if delay_ms is None else {"WRK_DELAY_MS": str(delay_ms)})}
     threads = min(2, connections)
     load = subprocess.Popen(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
                              "-s", str(LUA / route.script), url], env=env, stdout=subprocess.PIPE,
@@ -306,6 +309,21 @@ def loaded_run(server: Server, route: Route, key: str, args: argparse.Namespace)
     return loaded
 
 
+def paced_run(route: Route, url: str, key: str, args: argparse.Namespace, rate: float) -> dict:
+    """``--connections`` that together offer about ``rate`` req/s for ``--duration``: each
+    pauses after its answer for a random time (exponential, bench/wrk/common.lua) whose mean
+    leaves one request per connection every connections / rate seconds, answer included,
+    calibrated by a 3 s probe. wrk's latencies count from the request to its answer."""
+    period_ms = 1000 * args.connections / (rate * 1.03)  # a little above the rate asked for
+    probe_delay = max(0, int(period_ms * 0.9))
+    probe = wrk(route, url, key, args.connections, 3, run=f"p{time.time_ns()}", delay_ms=probe_delay)
+    latency_ms = 1000 * args.connections / probe["rps"] - probe_delay
+    delay = max(0, int(period_ms - latency_ms))
+    result = wrk(route, url, key, args.connections, args.duration, run=f"p{time.time_ns()}", delay_ms=delay)
+    result["delay_ms"] = delay
+    return result
+
+
 def median_run(runs: list[dict], rate: str) -> dict:
     """The run with the median ``rate`` (the lower middle one of an even count), whole: its
     latencies belong to its own rate."""
@@ -318,7 +336,7 @@ def cpu_per_request(run: dict) -> float | None:
     return round(run["requests"] / cpu, 1) if cpu else None
 
 
-def row_of(route: Route, rounds: list[tuple[dict, dict, dict, dict | None]]) -> dict:
+def row_of(route: Route, rounds: list[tuple[dict, dict, dict, dict | None, dict | None]]) -> dict:
     """One table row from every round of a route: the median round of each measurement."""
     loaded = median_run([r[0] for r in rounds], "rps")
     single = median_run([r[1] for r in rounds], "rps")
@@ -341,12 +359,19 @@ def row_of(route: Route, rounds: list[tuple[dict, dict, dict, dict | None]]) -> 
         # Median over rounds of (our requests per CPU second / the baseline's) in the same round.
         ratios = [a / b for r in rounds if (a := cpu_per_request(r[0])) and (b := cpu_per_request(r[3]))]  # type: ignore[arg-type]
         row["cpu_ratio_vs_baseline"] = round(statistics.median(ratios), 2) if ratios else None
+    if all(r[4] is not None for r in rounds):  # paced runs: the p99 at the target's rate
+        paced = median_run([r[4] for r in rounds], "p99_ms")  # type: ignore[misc]
+        row.update(paced_rps=paced["rps"], paced_p50_ms=round(paced["p50_ms"], 2),
+                   paced_p99_ms=round(paced["p99_ms"], 2), paced_delay_ms=paced["delay_ms"], wrk_paced=paced)
+        row["errors"] += sum(r[4]["errors_total"] for r in rounds)  # type: ignore[index]
     if route.name.startswith("events"):
         row["events_per_s"] = round(loaded["rps"] * route.events_per_request)
     target = {} if route.gorse else TARGETS.get(route.name, {})
     row["target"] = target
-    row["meets_target"] = errors == 0 and all(
+    row["meets_target"] = row["errors"] == 0 and all(
         (row[k] < v if k.endswith("_ms") else row[k] >= v) for k, v in target.items())
+    if "paced_p99_ms" in target:  # the paced run must have offered the rate it is judged at
+        row["meets_target"] = row["meets_target"] and row["paced_rps"] >= target["rps"]
     return row
 
 
@@ -361,6 +386,9 @@ def print_table(rows: list[dict], memory: dict) -> None:
               f"{r.get('events_per_s', ''):>8} {r['errors']:4d} {r['requests_per_worker_cpu_s'] or 0:9.0f} "
               f"{'/'.join(map(str, r['connections_per_worker'] or [])):>5s} "
               f"{r['single_p50_ms']:10.2f} {r['library_calls_per_s']:9.0f} {r['api_overhead']:8.2f}x  {ok}")
+        if "paced_rps" in r:
+            print(f"{'  paced (offered rate)':31s} {r['paced_rps']:7.0f} {r['paced_p50_ms']:7.2f} {r['paced_p99_ms']:7.2f}"
+                  f"   (each connection pauses {r['paced_delay_ms']} ms on average after an answer)")
         if "baseline" in r:
             b = r["baseline"]
             print(f"{'  baseline':31s} {b['rps']:7.0f} {b['p50_ms']:7.2f} {b['p99_ms']:7.2f} {'':>8} {b['errors']:4d} "
@@ -412,7 +440,7 @@ def main() -> None:
             spec = httpx.get(f"{baseline.url}/openapi.json").json()
             operations &= {f"{method.upper()} {path}" for path, ops in spec["paths"].items() for method in ops}
         chosen = [r for r in routes(ss, files, operations) if args.only is None or r.name in args.only]
-        rounds: list[list[tuple[dict, dict, dict, dict | None]]] = [[] for _ in chosen]
+        rounds: list[list[tuple[dict, dict, dict, dict | None, dict | None]]] = [[] for _ in chosen]
         # Rounds interleave the routes, so that a burst of load elsewhere hits them alike: the
         # reads' rounds first, then the writes' (whose events the reads would otherwise fold in).
         reads = [(r, runs) for r, runs in zip(chosen, rounds) if not r.name.startswith("events")]
@@ -429,10 +457,14 @@ def main() -> None:
                 loaded = loaded_run(server, route, key, args)
                 base = None if baseline is None else loaded_run(baseline, route, key, args)
                 single = wrk(route, server.url, key, 1, args.single_duration, run=f"s{time.time_ns()}")
-                runs.append((loaded, single, in_process(route.library, args.single_duration), base))
+                rate = None if route.gorse else TARGETS.get(route.name, {}).get("rps")
+                paced = (paced_run(route, server.url, key, args, rate)
+                         if rate and "paced_p99_ms" in TARGETS[route.name] else None)
+                runs.append((loaded, single, in_process(route.library, args.single_duration), base, paced))
                 print(f"  round {n + 1}, {route.name} ({'gorse' if route.gorse else 'native'}): "
                       f"{loaded['rps']:.0f} req/s, p99 {loaded['p99_ms']:.1f} ms"
-                      + ("" if base is None else f" (baseline {base['rps']:.0f} req/s, p99 {base['p99_ms']:.1f} ms)"),
+                      + ("" if base is None else f" (baseline {base['rps']:.0f} req/s, p99 {base['p99_ms']:.1f} ms)")
+                      + ("" if paced is None else f"; paced {paced['rps']:.0f} req/s, p99 {paced['p99_ms']:.1f} ms"),
                       flush=True)
         rows = [row_of(route, runs) for route, runs in zip(chosen, rounds)]
         memory["at_end_mb"] = server.worker_rss_mb()

@@ -4,6 +4,16 @@ local M = {}
 
 wrk.headers["X-API-Key"] = os.getenv("WRK_KEY")
 
+-- WRK_DELAY_MS: each connection waits that long on average after an answer before its next
+-- request, so that the connections together offer a set rate instead of as many requests as
+-- they can. The waits are exponential (random, seeded per thread): fixed ones keep the
+-- connections in step, and 16 requests arriving at once queue behind each other.
+local pace = tonumber(os.getenv("WRK_DELAY_MS") or "")
+if pace then
+  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16))
+  function delay() return -pace * math.log(1 - math.random()) end
+end
+
 -- Each wrk thread gets a number, so that scripts can make ids no other thread makes.
 local threads = {}
 function setup(thread)
