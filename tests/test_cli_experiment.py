@@ -39,8 +39,14 @@ def test_create_serve_report_stop(tmp_path):
     assert r.exit_code == 2 and "error: experiment 'cli-ab' is running" in said(r)
 
     ss = StyleSense(home, threads=1)
-    for user in ss.behaviour.events.users()[:20]:
+    for n, user in enumerate(ss.behaviour.events.users()[:20]):
         served = ss.experiments.recommend_for(user, 4)
+        if n == 0:  # the CLI's way of answering an impression
+            r = run(home, "events", "add", "--user", user, "--item", served.items[0].item_id, "--type", "purchase",
+                    "--price", "12.5", "--impression-id", served.impression_id)
+            assert r.exit_code == 0, r.output
+            assert ss.behaviour.events.events(user_id=user)[-1].impression_id == served.impression_id
+            continue
         ss.behaviour.add_events([NewEvent(user, served.items[0].item_id, "purchase", price=12.5,
                                           impression_id=served.impression_id)])
 

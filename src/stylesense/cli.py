@@ -350,9 +350,11 @@ def events_add(
     price: Annotated[Optional[float], typer.Option()] = None,
     value: Annotated[Optional[float], typer.Option(help="Explicit value, e.g. the rating of a rating event.")] = None,
     session: Annotated[Optional[str], typer.Option(help="Session id.")] = None,
+    impression_id: Annotated[Optional[str], typer.Option(help="The impression id of the recommendations this event answers (an experiment credits it).")] = None,
 ) -> None:
     """Record one event now; the next `recommend` for this shopper reflects it."""
-    stored = _open().behaviour.add_event(user, item, event_type, price=price, value=value, session_id=session)
+    stored = _open().behaviour.add_event(user, item, event_type, price=price, value=value, session_id=session,
+                                         impression_id=impression_id)
     out.print(f"recorded {event_type} of {item} by {user}" if stored else
               f"already recorded: this {event_type} of {item} by {user} at this very time")
 

@@ -231,9 +231,10 @@ class EventStore:
         price: float | None = None,
         value: float | None = None,
         session_id: str | None = None,
+        impression_id: str | None = None,
     ) -> bool:
         """Record one live event (``ts`` default: now; naive times are taken as UTC); True when
-        it was stored.
+        it was stored. ``impression_id``: the served recommendation it answers.
 
         An event identical to a stored one (same user, item, type and time, to the microsecond)
         is that event sent again, e.g. a retry after a timeout: nothing is stored and the answer
@@ -242,7 +243,7 @@ class EventStore:
         come from logs, where import_frame numbers them.) Raises ValueError for an event that
         breaks :func:`event_rules`.
         """
-        event = NewEvent(user_id, item_id, type, ts, price, value, session_id)
+        event = NewEvent(user_id, item_id, type, ts, price, value, session_id, impression_id=impression_id)
         return self._insert([_record(event, event_rules(self.known_types), datetime.now(timezone.utc))]) == 1
 
     def add_many(self, events: Sequence[NewEvent]) -> ImportCounts:
