@@ -188,6 +188,12 @@ def test_dashboards_show_the_homes_numbers(page, shop) -> None:
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["shoppers"] == f"{s.shoppers:,}" and metrics["purchases"] == f"{s.purchases:,}"
     assert metrics["revenue"] == f"{s.revenue:,.2f}"
+    # The figures are cached per state of the home: a purchase recorded elsewhere shows on the next run.
+    StyleSense(shop, threads=1).behaviour.add_event("dash-new-shopper", "5", "purchase", price=10.0)
+    at.run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["shoppers"] == f"{s.shoppers + 1:,}" and metrics["purchases"] == f"{s.purchases + 1:,}"
+    assert metrics["revenue"] == f"{s.revenue + 10:,.2f}"
 
 
 def test_near_duplicates_are_shown_side_by_side(page, shop, tmp_path, catalog_dir) -> None:

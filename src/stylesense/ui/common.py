@@ -119,6 +119,14 @@ def _facets(home: str, stamp: tuple, price_column: str) -> Facets:
     return facets((it.attrs for it in _open(home).items()), price_column)
 
 
+def state_stamp(ss: StyleSense) -> tuple:
+    """A value that changes whenever what the dashboards show can: the event log (its count
+    and newest pk: events are added and deleted), the catalogue (its stamp) and the event
+    weights. Three indexed queries; figures cached under it are recomputed only on a change."""
+    weights = tuple(sorted(ss.behaviour.weights.items()))
+    return ss.behaviour.events.count(), ss.behaviour.events.max_pk(), ss.store.stamp(), weights
+
+
 def catalogue_facets(ss: StyleSense) -> Facets:
     """The catalogue's filterable columns and roles: computed once per state of the catalogue
     (its stamp, one indexed query per run of a page), not on every run."""

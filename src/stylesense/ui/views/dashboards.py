@@ -11,7 +11,7 @@ import streamlit as st
 
 from stylesense import insights
 from stylesense.engine import StyleSense
-from stylesense.ui.common import guard, home
+from stylesense.ui.common import guard, home, state_stamp
 
 st.title("Dashboards")
 
@@ -26,13 +26,35 @@ def _bars(frame, x: str, y: str, title: str) -> alt.Chart:
             .interactive())
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _figures(root: str, stamp: tuple) -> dict:
+    """Every figure of the page but the activity chart, once per state of the home
+    (``state_stamp``; ``root`` keys the home): a dozen aggregates over the whole log took
+    ~1.5 s a visit on 100,000 events, and they change only when events, products or weights
+    do. The last evaluation is a file of its own, read on every run."""
+    ss = home()
+    s = insights.summary(ss)
+    out: dict = {"summary": s, "repurchase": insights.repurchase_rate(ss).rate}
+    if s.events:
+        category = insights.category_column(ss)
+        out.update(by_type=insights.events_by_type(ss), bands=insights.sales_by_price_band(ss), category=category,
+                   by_category=None if category is None else insights.sales_by(ss, category).head(30),
+                   top=insights.top_products(ss, 15), trending=insights.trending_products(ss, 15))
+    return out
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _activity(root: str, stamp: tuple, freq: str):
+    return insights.activity(home(), freq)
+
+
 @st.fragment
 def activity_chart(ss: StyleSense) -> None:
     """Shoppers and events per period; changing the period redraws this chart alone."""
     with guard():
         freq = st.segmented_control("period", ["D", "W", "M"], default="W", key="dash_freq",
                                     format_func={"D": "day", "W": "week", "M": "month"}.get) or "W"
-        long = insights.activity(ss, freq).melt(id_vars=["period"], value_vars=["shoppers", "new_shoppers", "events"],
+        long = _activity(str(ss.home.root), state_stamp(ss), freq).melt(id_vars=["period"], value_vars=["shoppers", "new_shoppers", "events"],
                                                 var_name="series", value_name="count")
         st.altair_chart(alt.Chart(long, title="Shoppers and events over time").mark_line(point=True)
                         .encode(x="period:T", y="count:Q", color="series:N", tooltip=["period:T", "series", "count"])
@@ -41,12 +63,13 @@ def activity_chart(ss: StyleSense) -> None:
 
 with guard():
     ss = home()
-    s = insights.summary(ss)
+    fig = _figures(str(ss.home.root), state_stamp(ss))
+    s = fig["summary"]
     cols = st.columns(6)
     for col, (label, value) in zip(cols, [("products", f"{s.items:,}"), ("shoppers", f"{s.shoppers:,}"),
                                           ("events", f"{s.events:,}"), ("purchases", f"{s.purchases:,}"),
                                           ("revenue", _money(s.revenue)),
-                                          ("repurchase rate", f"{r:.1%}" if (r := insights.repurchase_rate(ss).rate)
+                                          ("repurchase rate", f"{r:.1%}" if (r := fig["repurchase"])
                                            is not None else "n/a")]):
         col.metric(label, value)
     if not s.events:
@@ -57,24 +80,23 @@ with guard():
     activity_chart(ss)
 
     left, right = st.columns(2)
-    left.altair_chart(_bars(insights.events_by_type(ss), "type", "events", "Events by type"), width="stretch")
-    bands = insights.sales_by_price_band(ss)
+    left.altair_chart(_bars(fig["by_type"], "type", "events", "Events by type"), width="stretch")
+    bands = fig["bands"]
     if len(bands):
         right.altair_chart(_bars(bands, "band", "purchases", "Purchases by price band"), width="stretch")
     else:
         right.info("No purchase carries a price: no price bands.")
 
-    category = insights.category_column(ss)
+    category, by_category = fig["category"], fig["by_category"]
     if category is not None:
-        by_category = insights.sales_by(ss, category).head(30)
         measure = "revenue" if by_category["revenue"].notna().any() else "purchases"
         st.altair_chart(_bars(by_category, category, measure, f"Sales by {category} ({measure})"), width="stretch")
 
     left, right = st.columns(2)
     left.subheader("Top products")
-    left.dataframe(insights.top_products(ss, 15), hide_index=True, width="stretch")
+    left.dataframe(fig["top"], hide_index=True, width="stretch")
     right.subheader("Trending now")
-    right.dataframe(insights.trending_products(ss, 15), hide_index=True, width="stretch")
+    right.dataframe(fig["trending"], hide_index=True, width="stretch")
 
     st.subheader("Last offline evaluation")
     run = insights.last_evaluation(ss)
