@@ -314,7 +314,7 @@ def paced_run(route: Route, url: str, key: str, args: argparse.Namespace, rate: 
     pauses after its answer for a random time (exponential, bench/wrk/common.lua) whose mean
     leaves one request per connection every connections / rate seconds, answer included,
     calibrated by a 3 s probe. wrk's latencies count from the request to its answer."""
-    period_ms = 1000 * args.connections / (rate * 1.03)  # a little above the rate asked for
+    period_ms = 1000 * args.connections / (rate * 1.08)  # a little above the rate asked for: latency grows with it
     probe_delay = max(0, int(period_ms * 0.9))
     probe = wrk(route, url, key, args.connections, 3, run=f"p{time.time_ns()}", delay_ms=probe_delay)
     latency_ms = 1000 * args.connections / probe["rps"] - probe_delay

@@ -767,6 +767,7 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (they share the home).")] = 1,
     public_reads: Annotated[bool, typer.Option("--public-reads", help="Serve reads without an API key (writes always need one).")] = False,
     cors_origin: Annotated[Optional[list[str]], typer.Option(help="Allow browser calls from this origin; repeat for more (default: CORS off).")] = None,
+    request_threads: Annotated[int, typer.Option(min=0, help="Requests each worker computes at once (0: the framework's 40; more help where requests wait on a remote database).")] = 2,
 ) -> None:
     """Run the REST API (OpenAPI at /openapi.json, docs at /docs)."""
     from stylesense.serving.app import Settings
@@ -774,7 +775,7 @@ def serve(
 
     root = _open().home.root  # a damaged or foreign home fails here, with its message, not in each worker
     settings = Settings(public_reads=public_reads, cors_origins=tuple(cors_origin or ()),
-                        threads=_state.get("threads"))  # type: ignore[arg-type]
+                        threads=_state.get("threads"), request_threads=request_threads)  # type: ignore[arg-type]
     err.print(f"serving {root} on http://{host}:{port} ({workers} worker(s))")
     run_server(_state.get("home"), settings, host=host, port=port, workers=workers)  # type: ignore[arg-type]
 
