@@ -8,7 +8,7 @@ SHARED ?= ../shared/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZ_SECONDS ?= 20
 
-.PHONY: setup fashion-mnist wrk chromium demo test fuzz bench clean
+.PHONY: setup fashion-mnist wrk chromium java demo test fuzz bench clean
 UI_PORT ?= 8501
 
 setup: $(VENV)/.installed
@@ -33,8 +33,12 @@ demo: setup fashion-mnist
 chromium:
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
+# The Spark engine's tests (tests/test_spark_als.py) run pyspark on Debian's Java 17.
+java:
+	@command -v java >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q openjdk-17-jre-headless)
+
 # The tests, then each atheris harness for FUZZ_SECONDS (fuzz/run.py; exit 1 on a finding).
-test: setup chromium
+test: setup chromium java
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
 	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 

@@ -1,5 +1,16 @@
 """Catalogue adaptation benchmark: off-the-shelf vs adapted search vectors on real features.
 
+Three protocols (`--protocol`, default all; each run updates its keys of the JSON):
+- half: adapt_split halves (below), the label sets of DATASETS;
+- labels: label_split (seed 0) holds out a third of the evaluated label's values (and every
+  product with one): P@10 / mAP@10 on the test side for seen and unseen labels, off-the-shelf
+  and each lever on the same items;
+- cross: an adapter trained on all of one catalogue, tested on all of the other (Kaggle ->
+  H&M product_type_name and same-product R@10; H&M -> Kaggle articleType).
+Levers: the default label set, the richer hierarchy (+ colour), the raw vector mixed in at a
+weight chosen on a validation part of the training side (vision.adapter.validated_mix), and
+(labels protocol) training on both catalogues together.
+
 Honest protocol: adapt_split (seed 0, whole products on one side) cuts each catalogue in two;
 the adapter trains on one half and the other half is searched ALONE (exact cosine), so every
 test query and every result is an item (and a product) the adapter never saw.
@@ -12,7 +23,8 @@ and inference precision (`--precision`: the embedder's default `auto`, i.e. bf16
 has it natively, else fp32) and cached under bench/results/features; skips with a reason where
 the data is absent.
 
-    python bench/adapter.py [--threads 2] [--tune] [--recipe letterbox-gem|square-mean] [--precision auto|fp32|bf16]
+    python bench/adapter.py [--threads 2] [--tune] [--protocol all|half|labels|cross] [--levers all|default]
+                            [--recipe letterbox-gem|square-mean] [--precision auto|fp32|bf16]
 """
 
 from __future__ import annotations
@@ -28,8 +40,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from stylesense.evaluation.retrieval import adapt_split, retrieval_metrics
-from stylesense.vision.adapter import Adapter, normalize
+from stylesense.evaluation.retrieval import adapt_split, exact_search, label_split, retrieval_metrics
+from stylesense.vision.adapter import Adapter, normalize, validated_mix
 from stylesense.vision.embedder import PRECISIONS, Embedder
 
 from common import write_json
@@ -72,6 +84,11 @@ DATASETS = {
 # (dataset, metric key, target for the adapted default): the project's acceptance targets
 TARGETS = [("kaggle", "precision_at_k", 0.80), ("hm", "precision_at_k", 0.72), ("hm", "group_recall_at_k", 0.60)]
 DEFAULT_SET = {"kaggle": "articleType+subCategory", "hm": "product_type_name+product_group_name+groups"}
+# the richer supervision lever: the whole hierarchy and the colour
+RICH_SET = {"kaggle": ["masterCategory", "subCategory", "articleType", "baseColour"],
+            "hm": ["product_group_name", "product_type_name", "colour_group_name", "groups"]}
+# the label sets of the levers; each is also measured with the raw vector mixed in ("+mix")
+LABEL_SETS = ("default", "rich")
 
 TUNE_GRID = [
     {},
@@ -135,29 +152,60 @@ def extract(name: str, path: Path, emb: Embedder) -> None:
     os.replace(tmp, path)
 
 
-def search_over(vectors: np.ndarray, ids: np.ndarray):
-    """Exact cosine search over one catalogue half (vectors are unit norm)."""
-
-    def search(queries: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-        scores = queries @ vectors.T
-        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        return np.take_along_axis(scores, top, axis=1), ids[top]
-
-    return search
-
-
-def evaluate(vectors: np.ndarray, ids: np.ndarray, meta: pd.DataFrame, label: str, group: str | None) -> dict:
+def evaluate(vectors: np.ndarray, ids: np.ndarray, meta: pd.DataFrame, label: str, group: str | None,
+             queries: np.ndarray | None = None) -> dict:
     groups = meta[group].to_numpy() if group else None
-    return retrieval_metrics(search_over(vectors, ids), ids, vectors, meta[label].to_numpy(), groups, k=K)
+    return retrieval_metrics(exact_search(vectors, ids), ids, vectors, meta[label].to_numpy(), groups, k=K,
+                             queries=queries)
+
+
+def train_args(meta: pd.DataFrame, columns: list[str], group: str | None) -> tuple[list[np.ndarray], np.ndarray | None, list[str]]:
+    """Label arrays, groups and label names of ``columns`` ("groups" = the group column)."""
+    names = [c for c in columns if c != "groups"]
+    groups = meta[group].to_numpy() if group and "groups" in columns else None
+    return [meta[c].to_numpy() for c in names], groups, names
 
 
 def train(feats: np.ndarray, meta: pd.DataFrame, columns: list[str], group: str | None, threads: int, **hp) -> Adapter:
-    labels = [meta[c].to_numpy() for c in columns if c != "groups"]
-    names = [c for c in columns if c != "groups"]
-    groups = meta[group].to_numpy() if group and "groups" in columns else None
+    labels, groups, names = train_args(meta, columns, group)
     return Adapter.train(feats, labels, groups, label_names=names, threads=threads, **hp)
+
+
+LEVER_SETS = {"all": LABEL_SETS, "default": ("default",)}  # --levers: what a run trains
+
+
+def levers(feats: np.ndarray, meta: pd.DataFrame, name: str, threads: int, sets: tuple[str, ...],
+           label_holdout: bool = False) -> dict[str, Adapter]:
+    """The lever adapters trained on these (training) items: each label set, alone and with the
+    raw vector mixed in at the weight validated_mix chooses on a validation part of them (the
+    same heads: mixing needs no retraining, only the validation run); ``label_holdout``: also
+    the weight chosen on held-out label values of the training side."""
+    group = DATASETS[name][4]
+    out = {}
+    for label_set in sets:
+        columns = lever_columns(name, label_set)
+        adapter = train(feats, meta, columns, group, threads)
+        labels, groups, names = train_args(meta, columns, group)
+        out[label_set] = adapter
+        for holdout, suffix in (("products", "+mix"), ("labels", "+mix(label-held-out validation)")):
+            if holdout == "labels" and not label_holdout:
+                continue
+            weight, validation = validated_mix(feats, labels, groups, label_names=names, threads=threads,
+                                               holdout=holdout)
+            mixed = adapter.mixed(weight) if weight else adapter
+            mixed.info = {**mixed.info, "mix_validation": validation, "raw_weight": weight}
+            out[f"{label_set}{suffix}"] = mixed
+    return out
+
+
+def lever_row(res: dict, adapter: Adapter) -> dict:
+    return {**res, "raw_weight": adapter.info.get("raw_weight", 0.0), "mix_validation": adapter.info.get("mix_validation"),
+            "train_seconds": adapter.info["train_seconds"]}
+
+
+def lever_columns(name: str, label_set: str) -> list[str]:
+    _, _, _, _, _, sets = DATASETS[name]
+    return sets[DEFAULT_SET[name]] if label_set == "default" else RICH_SET[name]
 
 
 def run_tune(threads: int, recipe: str, emb: Embedder) -> dict:
@@ -229,6 +277,104 @@ def run_bench(threads: int, recipe: str, emb: Embedder) -> dict:
     return out
 
 
+def scores(res: dict) -> dict:
+    return {k: res[k] for k in ("items", "precision_at_k", "map_at_k", "group_recall_at_k")}
+
+
+def seen_unseen(vectors: np.ndarray, ids: np.ndarray, meta: pd.DataFrame, label: str, group: str | None,
+                unseen: np.ndarray) -> dict:
+    """All / seen / unseen scores of one set of test vectors (one search over the whole test side)."""
+    return {part: scores(evaluate(vectors, ids, meta, label, group, queries=mask))
+            for part, mask in (("all", None), ("seen", ~unseen), ("unseen", unseen))}
+
+
+def both_catalogues(name: str, feats: np.ndarray, meta: pd.DataFrame, other: tuple, threads: int) -> Adapter:
+    """The "both catalogues" lever: this catalogue's training side plus ALL of the other one,
+    each with its own rich label columns (empty for the other's items), groups where it has them."""
+    other_name = next(n for n in DATASETS if n != name)
+    _, o_feats, o_meta = other
+    columns = [(n, c) for n in (name, other_name) for c in RICH_SET[n] if c != "groups"]
+    labels, names = [], []
+    n_own = len(feats)
+    for n, c in columns:
+        own = meta[c].to_numpy() if n == name else np.full(n_own, "", dtype=object)
+        oth = o_meta[c].to_numpy() if n == other_name else np.full(len(o_feats), "", dtype=object)
+        labels.append(np.concatenate([own.astype(object), oth.astype(object)]))
+        names.append(f"{n}:{c}")
+    groups = None
+    for n, m, size, first in ((name, meta, n_own, True), (other_name, o_meta, len(o_feats), False)):
+        g = DATASETS[n][4]
+        col = m[g].to_numpy().astype(object) if g else np.full(size, "", dtype=object)
+        groups = col if first else np.concatenate([groups, col])
+    return Adapter.train(np.concatenate([feats, o_feats]), labels, groups, label_names=names, threads=threads)
+
+
+def run_labels(threads: int, recipe: str, emb: Embedder, sets: tuple[str, ...] = LABEL_SETS,
+               only: tuple[str, ...] = tuple(DATASETS), mix_holdout: bool = False) -> dict:
+    """The labels-held-out protocol: seen vs unseen labels, off-the-shelf vs each lever."""
+    out = {}
+    loaded = {name: load(name, recipe, emb) for name in DATASETS}
+    for name, (_, _, _, label, group, _) in DATASETS.items():
+        if loaded[name] is None or name not in only:
+            continue
+        ids, feats, meta = loaded[name]
+        train_mask, test_mask, unseen = label_split(ids, meta[label].to_numpy(), meta[group].to_numpy() if group else None,
+                                                    seed=0)
+        t_ids, t_meta, unseen = ids[test_mask], meta[test_mask], unseen[test_mask]
+        entry = {"label": label, "group": group, "train_items": int(train_mask.sum()), "test_items": int(test_mask.sum()),
+                 "unseen_items": int(unseen.sum()), "unseen_labels": sorted(set(t_meta[label][unseen])),
+                 "off_the_shelf": seen_unseen(normalize(feats[test_mask]), t_ids, t_meta, label, group, unseen),
+                 "levers": {}}
+        print_transfer(name, "labels", "off-the-shelf", entry["off_the_shelf"], 0.0)
+        for lever, adapter in levers(feats[train_mask], meta[train_mask], name, threads, sets,
+                                     label_holdout=mix_holdout).items():
+            res = seen_unseen(adapter.transform(feats[test_mask]), t_ids, t_meta, label, group, unseen)
+            entry["levers"][lever] = lever_row(res, adapter)
+            print_transfer(name, "labels", lever, res, adapter.info["train_seconds"])
+        other = loaded[next(n for n in DATASETS if n != name)]
+        if other is not None and "rich" in sets:
+            adapter = both_catalogues(name, feats[train_mask], meta[train_mask], other, threads)
+            res = seen_unseen(adapter.transform(feats[test_mask]), t_ids, t_meta, label, group, unseen)
+            entry["levers"]["both catalogues (rich)"] = {**res, "train_seconds": adapter.info["train_seconds"]}
+            print_transfer(name, "labels", "both catalogues (rich)", res, adapter.info["train_seconds"])
+        out[name] = entry
+    return out
+
+
+def run_cross(threads: int, recipe: str, emb: Embedder, sets: tuple[str, ...] = LABEL_SETS,
+              mix_holdout: bool = False) -> dict:
+    """Adapters trained on all of one catalogue, measured on all of the other."""
+    out = {}
+    loaded = {name: load(name, recipe, emb) for name in DATASETS}
+    if any(v is None for v in loaded.values()):
+        return out
+    for source, target in (("kaggle", "hm"), ("hm", "kaggle")):
+        s_ids, s_feats, s_meta = loaded[source]
+        ids, feats, meta = loaded[target]
+        label, group = DATASETS[target][3], DATASETS[target][4]
+        key = f"{source}->{target}"
+        entry = {"label": label, "group": group, "train_items": len(s_ids), "test_items": len(ids),
+                 "off_the_shelf": scores(evaluate(normalize(feats), ids, meta, label, group)), "levers": {}}
+        print_transfer(key, "cross", "off-the-shelf", {"all": entry["off_the_shelf"]}, 0.0)
+        for lever, adapter in levers(s_feats, s_meta, source, threads, sets, label_holdout=mix_holdout).items():
+            res = scores(evaluate(adapter.transform(feats), ids, meta, label, group))
+            entry["levers"][lever] = lever_row(res, adapter)
+            print_transfer(key, "cross", lever, {"all": res}, adapter.info["train_seconds"])
+        out[key] = entry
+    return out
+
+
+def print_transfer(dataset: str, protocol: str, lever: str, res: dict, seconds: float) -> None:
+    cells = []
+    for part in ("all", "seen", "unseen"):
+        if part in res:
+            r = res[part]
+            grec = r["group_recall_at_k"]
+            cells.append(f"{part} P@10 {r['precision_at_k']:.3f} mAP {r['map_at_k']:.3f}"
+                         + ("" if grec is None else f" R@10 {grec:.3f}"))
+    print(f"{dataset:12s} {protocol:6s} {lever:24s} " + " | ".join(cells) + f"  train {seconds:5.1f}s", flush=True)
+
+
 def summarise(results: dict) -> list[dict]:
     """Off-the-shelf vs adapted (default label set) against each target, on the test halves."""
     rows = []
@@ -260,21 +406,54 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tune", action="store_true", help="compare hyper-parameters on validation data only")
+    parser.add_argument("--protocol", choices=("all", "half", "labels", "cross"), default="all")
+    parser.add_argument("--only", choices=tuple(DATASETS), help="labels protocol: this data set only")
+    parser.add_argument("--mix-holdout", action="store_true",
+                        help="also the mix weight validated on held-out label values of the training side")
+    parser.add_argument("--levers", choices=tuple(LEVER_SETS), default="all",
+                        help="all: default and rich label sets (+mix each) and both catalogues; default: the default set (+mix)")
     parser.add_argument("--recipe", choices=RECIPES, default=RECIPES[0], help="image fit and pooling of the features")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="inference precision of the features")
     args = parser.parse_args()
     emb = embedder(args.recipe, args.precision)
     precision = emb.precision
     print(f"features: {args.recipe}, {precision}")
-    with threadpool_limits(args.threads):
-        results = (run_tune if args.tune else run_bench)(args.threads, args.recipe, emb)
-    if not results:
-        sys.exit(0)
-    summary = [] if args.tune else summarise(results)
     suffix = ("" if args.recipe == RECIPES[0] else f"-{args.recipe}") + ("" if args.precision == "auto" else f"-{precision}")
     path = RESULTS.with_name(("adapter_tune" if args.tune else "adapter") + suffix + ".json")
-    write_json(path, {"k": K, "threads": args.threads, "recipe": args.recipe, "precision": precision,
-                      "summary": summary, "results": results})
+    if args.tune:
+        with threadpool_limits(args.threads):
+            results = run_tune(args.threads, args.recipe, emb)
+        if results:
+            write_json(path, {"k": K, "threads": args.threads, "recipe": args.recipe, "precision": precision,
+                              "summary": [], "results": results})
+        return
+    # each protocol updates its own keys (merged into the file as it is when written), so they
+    # can be run, and re-run, one at a time or side by side
+    run_info = {"k": K, "threads": args.threads, "recipe": args.recipe, "precision": precision}
+
+    def save(update: dict, transfer: dict | None = None) -> None:
+        doc = json.loads(path.read_text()) if path.exists() else {}
+        doc.update(run_info, **update)
+        if transfer:
+            doc.setdefault("transfer", {}).update(transfer)
+        write_json(path, doc)
+
+    with threadpool_limits(args.threads):
+        if args.protocol in ("all", "half"):
+            results = run_bench(args.threads, args.recipe, emb)
+            if results:
+                save({"summary": summarise(results), "results": results})
+        sets = LEVER_SETS[args.levers]
+        if args.protocol in ("all", "labels"):
+            found = run_labels(args.threads, args.recipe, emb, sets, (args.only,) if args.only else tuple(DATASETS),
+                               args.mix_holdout)
+            if found:
+                doc = json.loads(path.read_text()) if path.exists() else {}
+                save({}, {"labels": {**doc.get("transfer", {}).get("labels", {}), **found, "levers_run": args.levers}})
+        if args.protocol in ("all", "cross"):
+            found = run_cross(args.threads, args.recipe, emb, sets, args.mix_holdout)
+            if found:
+                save({}, {"cross": {**found, "levers_run": args.levers}})
 
 
 if __name__ == "__main__":

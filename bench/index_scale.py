@@ -37,7 +37,8 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from stylesense.index import load_index, make_index  # noqa: E402
-from stylesense.index.base import clustered_unit_vectors, recall_at_k  # noqa: E402
+from stylesense.index.synthetic import clustered_unit_vectors  # noqa: E402
+from stylesense.index.tuning import recall_at_k  # noqa: E402
 
 from common import write_json
 

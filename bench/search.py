@@ -3,7 +3,7 @@
     python bench/search.py [--n 100000] [--dim 1280] [--queries 1000] [--threads 2]
                            [--features FILE.npz] [--kinds flat kdtree ivf hnsw]
 
-Data: clustered synthetic embeddings (stylesense.index.base.clustered_unit_vectors: 1000
+Data: clustered synthetic embeddings (stylesense.index.synthetic.clustered_unit_vectors: 1000
 gaussian clusters in a 256-d power-law subspace + isotropic noise, normalised); queries are
 held-out points of the same distribution. ``--features`` instead tiles real feature vectors
 (an .npz whose first array is (n, dim)) with noise to the requested size.
@@ -36,7 +36,10 @@ from sklearn.neighbors import KDTree, NearestNeighbors  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from stylesense.index import make_index  # noqa: E402
-from stylesense.index.base import clustered_unit_vectors, exact_topk, recall_at_k  # noqa: E402
+from stylesense.index.exact import exact_topk  # noqa: E402
+from stylesense.index.filters import Filter  # noqa: E402
+from stylesense.index.synthetic import clustered_unit_vectors  # noqa: E402
+from stylesense.index.tuning import recall_at_k  # noqa: E402
 
 from common import write_json
 
@@ -201,7 +204,7 @@ def filtered_rows(index, x: np.ndarray, queries: np.ndarray) -> list[dict]:
     for fraction in (0.1, 0.01):
         allowed = np.sort(np.random.default_rng(1).choice(len(x), int(fraction * len(x)), replace=False))
         truth = allowed[exact_topk(queries, x[allowed], K)[1]]
-        qps, found = single_qps(lambda q: index.search(q, K, allowed=allowed)[1], queries)  # noqa: B023
+        qps, found = single_qps(lambda q: index.search(q, K, where=Filter(ids=allowed))[1], queries)  # noqa: B023
         row = {"allowed_fraction": fraction, "single_qps": round(qps, 1),
                "recall@10": round(recall_at_k(found, truth), 4), "always_k": bool((found >= 0).all())}
         print(f"  {'':34s} filtered {fraction:>5.0%}: single {row['single_qps']:>8} q/s  "

@@ -8,7 +8,8 @@ import pytest
 from stylesense.errors import Damaged
 
 from stylesense.evaluation.retrieval import retrieval_metrics
-from stylesense.vision.adapter import Adapter, normalize
+from stylesense.errors import InvalidInput
+from stylesense.vision.adapter import FORMAT, Adapter, Part, normalize, parse_mix, validated_mix
 
 
 def synthetic(seed: int = 0, n: int = 1600, d: int = 96, classes: int = 8, colours: int = 5):
@@ -127,3 +128,83 @@ def test_training_refuses_useless_labels(data):
     x = data[0][:20]
     with pytest.raises(ValueError):
         Adapter.train(x, [np.array(["same"] * 20)], out_dim=8)
+
+
+@pytest.fixture(scope="module")
+def two_part(data):
+    x, kind, colour, train = data
+    parts = [Part("shape", ("kind",), 24, 3.0), Part("colour", ("colour",), 8, 1.0)]
+    return Adapter.train(x[train], [kind[train], colour[train]], label_names=["kind", "colour"], parts=parts,
+                         threads=1, epochs=30)
+
+
+def test_parts_learn_their_own_labels_and_weigh_into_one_cosine(data, two_part):
+    x, kind, colour, train = data
+    layout = two_part.layout()
+    assert layout == {"shape": (slice(0, 24), 0.75), "colour": (slice(24, 32), 0.25)} and two_part.out_dim == 32
+    v = two_part.transform(x[~train])
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
+    shape, col = normalize(v[:, :24]), normalize(v[:, 24:])
+    np.testing.assert_allclose(v @ v[:5].T, 0.75 * shape @ shape[:5].T + 0.25 * col @ col[:5].T, atol=1e-5)
+    # each part ranks by its own label far better than the other part does
+    assert precision_at_10(shape, kind[~train]) > precision_at_10(col, kind[~train]) + 0.3
+    assert precision_at_10(col, colour[~train]) > precision_at_10(shape, colour[~train]) + 0.1
+    np.testing.assert_allclose(two_part.steer(v, {"colour": 2.0}) @ v[:5].T, 2 * col @ col[:5].T, atol=1e-4)
+    assert two_part.steerable  # parts named shape and colour: what steered search needs
+
+
+def test_mixing_in_the_raw_vector_is_a_weighted_cosine_and_round_trips(tmp_path, data, two_part):
+    x = data[0][:40]
+    mixed = two_part.mixed(0.2)
+    assert [p["name"] for p in mixed.info["parts"]] == ["shape", "colour", "raw"]
+    assert [round(p["weight"], 6) for p in mixed.info["parts"]] == [0.6, 0.2, 0.2]
+    v, plain = mixed.transform(x), two_part.transform(x)
+    raw = normalize(x)
+    np.testing.assert_allclose(v @ v.T, 0.8 * plain @ plain.T + 0.2 * raw @ raw.T, atol=1e-5)
+    np.testing.assert_array_equal(mixed.mixed(0.0).transform(x), plain)
+    path = tmp_path / "mixed.npz"
+    mixed.save(path)
+    loaded = Adapter.load(path)
+    np.testing.assert_array_equal(loaded.transform(x), v)
+    assert loaded.info["parts"] == mixed.info["parts"] and loaded.info["raw_weight"] == 0.2
+    with pytest.raises(InvalidInput):
+        two_part.mixed(1.0)
+
+
+def test_a_version_1_file_still_loads_and_transforms_the_same(tmp_path, data, adapter):
+    path = tmp_path / "v1.npz"
+    legacy = {k.split(".", 1)[-1]: v for k, v in adapter.weights.items()}
+    info = {k: v for k, v in adapter.info.items() if k != "parts"} | {"format": FORMAT, "version": 1}
+    np.savez(path, header=np.frombuffer(json.dumps(info).encode(), dtype=np.uint8), **legacy)
+    loaded = Adapter.load(path)
+    np.testing.assert_array_equal(loaded.transform(data[0][:30]), adapter.transform(data[0][:30]))
+    assert loaded.layout() == {"adapted": (slice(0, 32), 1.0)} and not loaded.steerable
+    mismatched = tmp_path / "bad.npz"
+    np.savez(mismatched, header=np.frombuffer(json.dumps(adapter.info).encode(), dtype=np.uint8), **legacy)
+    with pytest.raises(Damaged):  # version-2 header over version-1 arrays
+        Adapter.load(mismatched)
+
+
+def test_the_mix_weight_is_chosen_on_training_items_only(data):
+    x, kind, _, train = data
+    best, scores = validated_mix(x[train], [kind[train]], label_names=["kind"], grid=(0.0, 0.3, 0.9),
+                                 out_dim=16, epochs=10, threads=1)
+    assert set(scores) == {"0.0", "0.3", "0.9"} and best == max((0.0, 0.3, 0.9), key=lambda w: scores[str(w)])
+    assert scores["0.9"] < scores["0.0"]  # raw cosine drowns this label: mixing much in hurts
+    held_best, held = validated_mix(x[train], [kind[train]], label_names=["kind"], grid=(0.0, 0.9), holdout="labels",
+                                    out_dim=16, epochs=10, threads=1)  # validated on kinds the fit part lacks
+    assert set(held) == {"0.0", "0.9"} and held_best in (0.0, 0.9) and held != {k: scores[k] for k in held}
+    with pytest.raises(InvalidInput):
+        validated_mix(x[train], [kind[train]], holdout="colours")
+    assert parse_mix("auto") is None and parse_mix("0.25") == 0.25
+    for bad in ("1", "-0.1", "lots"):
+        with pytest.raises(InvalidInput):
+            parse_mix(bad)
+
+
+def test_parts_refuse_labels_that_teach_nothing(data):
+    x, kind, colour, _ = data
+    with pytest.raises(InvalidInput, match="none of"):
+        Adapter.train(x[:200], [kind[:200]], label_names=["kind"], parts=[Part("colour", ("colour",))], epochs=1)
+    with pytest.raises(InvalidInput):
+        Adapter.train(x[:200], [kind[:200]], label_names=["kind"], parts=[Part("raw", ("kind",))], epochs=1)

@@ -12,7 +12,7 @@ import pytest
 
 from stylesense.errors import Damaged
 from stylesense.index import load_index, make_index
-from stylesense.index.base import clustered_unit_vectors
+from stylesense.index.synthetic import clustered_unit_vectors
 
 faiss.omp_set_num_threads(2)
 

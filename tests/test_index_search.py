@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 
 from stylesense.errors import NotFound
-from stylesense.index import AUTO_FLAT_MAX_FLOATS, KINDS, load_index, make_index
-from stylesense.index.base import clustered_unit_vectors, exact_topk, recall_at_k
+from stylesense.index import AUTO_FLAT_MAX_FLOATS, load_index, make_index
+from stylesense.index.exact import exact_topk
+from stylesense.index.synthetic import clustered_unit_vectors
+from stylesense.index.tuning import recall_at_k
+
+from index_backends import BACKENDS, Built
 
 faiss.omp_set_num_threads(2)
 DIM = 64
@@ -22,17 +26,12 @@ def data():
 
 
 @pytest.fixture(scope="module")
-def built(data):
+def built(data, new_index):
     ids, x, _ = data
-    indexes = {}
-    for kind in KINDS:
-        index = make_index(kind, DIM)
-        index.build(ids, x)
-        indexes[kind] = index
-    return indexes
+    return Built(new_index, DIM, ids, x)
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("kind", BACKENDS)
 def test_recall_at_10_vs_exact(kind, data, built):
     ids, x, queries = data
     truth = ids[exact_topk(queries, x, 10)[1]]
@@ -40,7 +39,7 @@ def test_recall_at_10_vs_exact(kind, data, built):
     assert recall_at_k(found, truth) >= 0.95
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("kind", BACKENDS)
 def test_indexed_vector_is_its_own_top1(kind, data, built):
     ids, x, _ = data
     rows = np.random.default_rng(0).choice(N, 100, replace=False)
@@ -49,7 +48,7 @@ def test_indexed_vector_is_its_own_top1(kind, data, built):
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-4)
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("kind", BACKENDS)
 def test_scores_are_descending_inner_products(kind, data, built):
     _, _, queries = data
     index = built[kind]
@@ -61,10 +60,10 @@ def test_scores_are_descending_inner_products(kind, data, built):
         assert len(set(f.tolist())) == 10
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_pads_with_minus_one_only_beyond_the_catalogue(kind):
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_pads_with_minus_one_only_beyond_the_catalogue(kind, new_index):
     x = clustered_unit_vectors(7, DIM, n_clusters=2, seed=2)
-    index = make_index(kind, DIM)
+    index = new_index(kind, DIM)
     index.build(np.arange(7), x)
     scores, found = index.search(x[:2], 10)
     assert (found[:, :7] >= 0).all() and (found[:, 7:] == -1).all()
@@ -73,16 +72,16 @@ def test_pads_with_minus_one_only_beyond_the_catalogue(kind):
     assert index.search(x[:2], 0)[1].shape == (2, 0)
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_empty_index_returns_padding(kind):
-    index = make_index(kind, DIM)
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_empty_index_returns_padding(kind, new_index):
+    index = new_index(kind, DIM)
     index.build(np.empty(0, np.int64), np.empty((0, DIM), np.float32))
     assert len(index) == 0
     _, found = index.search(clustered_unit_vectors(3, DIM, seed=3), 4)
     assert (found == -1).all()
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("kind", BACKENDS)
 def test_vectors_and_membership(kind, data, built):
     ids, x, _ = data
     index = built[kind]
@@ -93,9 +92,9 @@ def test_vectors_and_membership(kind, data, built):
         index.vectors(np.array([4]))
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_rejects_wrong_shapes_and_duplicate_ids(kind):
-    index = make_index(kind, DIM)
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_rejects_wrong_shapes_and_duplicate_ids(kind, new_index):
+    index = new_index(kind, DIM)
     x = clustered_unit_vectors(4, DIM, seed=4)
     with pytest.raises(ValueError):
         index.build(np.array([1, 1, 2, 3]), x)

@@ -4,8 +4,13 @@ import faiss
 import numpy as np
 import pytest
 
-from stylesense.index import KINDS, load_index, make_index
-from stylesense.index.base import clustered_unit_vectors, exact_topk, recall_at_k
+from stylesense.index import KINDS, load_index
+from stylesense.index.exact import exact_topk
+from stylesense.index.filters import Filter
+from stylesense.index.synthetic import clustered_unit_vectors
+from stylesense.index.tuning import recall_at_k
+
+from index_backends import BACKENDS
 
 faiss.omp_set_num_threads(2)
 DIM = 64
@@ -18,14 +23,20 @@ def data():
     return np.arange(N, dtype=np.int64) + 1000, x[:N], x[N : N + 300], x[N + 300 :]
 
 
-def built(kind, ids, x):
-    index = make_index(kind, DIM)
-    index.build(ids, x)
-    return index
+@pytest.fixture
+def built(new_index):
+    """built(kind, ids, x): a fresh index of ``kind`` holding these items."""
+
+    def make(kind, ids, x):
+        index = new_index(kind, DIM)
+        index.build(ids, x)
+        return index
+
+    return make
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_added_items_are_found_and_removed_never_returned(kind, data):
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_added_items_are_found_and_removed_never_returned(kind, data, built):
     ids, x, queries, extra = data
     index = built(kind, ids, x)
     new_ids = np.arange(100, dtype=np.int64) + 50_000
@@ -43,8 +54,8 @@ def test_added_items_are_found_and_removed_never_returned(kind, data):
     assert (found >= 0).all()
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_upsert_replaces_without_duplicates(kind, data):
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_upsert_replaces_without_duplicates(kind, data, built):
     ids, x, _, extra = data
     index = built(kind, ids, x)
     target = ids[:20]
@@ -59,8 +70,8 @@ def test_upsert_replaces_without_duplicates(kind, data):
         assert len(set(row.tolist())) == len(row)
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_heavy_churn_keeps_results_exact_enough(kind, data):
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_heavy_churn_keeps_results_exact_enough(kind, data, built):
     """Removing 60% and re-adding with new ids crosses the compaction/merge thresholds."""
     ids, x, queries, _ = data
     index = built(kind, ids, x)
@@ -78,7 +89,7 @@ def test_heavy_churn_keeps_results_exact_enough(kind, data):
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_save_load_round_trip_gives_identical_results(kind, data, tmp_path):
+def test_save_load_round_trip_gives_identical_results(kind, data, tmp_path, built):
     ids, x, queries, extra = data
     index = built(kind, ids, x)
     index.remove(ids[:40])  # tombstones and delta items must survive the round trip
@@ -88,7 +99,7 @@ def test_save_load_round_trip_gives_identical_results(kind, data, tmp_path):
     loaded = load_index(path)
     assert loaded.kind == kind and loaded.dim == DIM and len(loaded) == len(index)
     allowed = ids[::3]
-    for kwargs in ({}, {"allowed": allowed}):
+    for kwargs in ({}, {"where": Filter(ids=allowed)}):
         s1, i1 = index.search(queries, 10, **kwargs)
         s2, i2 = loaded.search(queries, 10, **kwargs)
         np.testing.assert_array_equal(i1, i2)
@@ -98,10 +109,10 @@ def test_save_load_round_trip_gives_identical_results(kind, data, tmp_path):
     assert loaded.search(extra[50:51], 1)[1][0, 0] == 77_777
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_an_index_built_empty_grows_by_add(kind, data):
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_an_index_built_empty_grows_by_add(kind, data, new_index):
     ids, x, queries, _ = data
-    index = make_index(kind, DIM)
+    index = new_index(kind, DIM)
     index.build(np.empty(0, np.int64), np.empty((0, DIM), np.float32))
     for lo in range(0, 1000, 250):
         index.add(ids[lo : lo + 250], x[lo : lo + 250])
@@ -110,16 +121,16 @@ def test_an_index_built_empty_grows_by_add(kind, data):
     assert recall_at_k(index.search(queries, 10)[1], truth) >= 0.9
 
 
-def test_build_replaces_previous_content(data):
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_build_replaces_previous_content(kind, data, built):
     ids, x, _, _ = data
-    for kind in KINDS:
-        index = built(kind, ids, x)
-        index.build(ids[:10] + 1, x[:10])
-        assert len(index) == 10 and ids[0] not in index and ids[0] + 1 in index
+    index = built(kind, ids, x)
+    index.build(ids[:10] + 1, x[:10])
+    assert len(index) == 10 and ids[0] not in index and ids[0] + 1 in index
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_searches_between_updates_see_the_latest_content(kind, data):
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_searches_between_updates_see_the_latest_content(kind, data, built):
     ids, x, queries, extra = data
     index = built(kind, ids, x)
     for step in range(3):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from stylesense.evaluation.retrieval import adapt_split, retrieval_metrics
+from stylesense.errors import InvalidInput
+from stylesense.evaluation.retrieval import adapt_split, exact_search, label_split, retrieval_metrics
 
 
 def scripted_search(ids, ranked, calls=None):
@@ -109,3 +110,79 @@ def test_split_keeps_groups_together_half_half_and_deterministic():
 def test_split_without_groups():
     train, test = adapt_split(np.arange(1001), None, seed=0)
     assert train.sum() in (500, 501) and test.sum() == 1001 - train.sum()
+
+
+def test_query_mask_scores_a_subset_on_the_same_search():
+    # only ids 1 and 4 query (a: P=1/2, AP=1/4; b: 0); every item is still a result
+    mask = np.array([True, False, False, True, False])
+    res = retrieval_metrics(scripted_search(IDS, RANKED), IDS, np.eye(5, dtype=np.float32), LABELS, GROUPS, k=2,
+                            queries=mask)
+    assert res["items"] == 2 and res["precision_at_k"] == pytest.approx(0.25)
+    assert res["map_at_k"] == pytest.approx(0.125)
+    assert res["group_items"] == 2 and res["group_recall_at_k"] == pytest.approx(0.5)
+    with pytest.raises(InvalidInput):
+        retrieval_metrics(scripted_search(IDS, RANKED), IDS, np.eye(5, dtype=np.float32), LABELS, GROUPS, k=2,
+                          queries=mask[:3])
+
+
+def catalogue(n: int = 3000, seed: int = 2):
+    """Items with 30 label values (some rare), products of 1-4 colour variants sharing a label
+    mostly, a few products mixing two labels, and some unlabelled items."""
+    rng = np.random.default_rng(seed)
+    ids = np.array([f"{i:010d}" for i in range(n)])
+    product = rng.integers(0, n // 2, size=n)
+    labels = np.array([f"type{(p * 7) % 30}" for p in product], dtype=object)
+    mixed = rng.random(n) < 0.03
+    labels[mixed] = [f"type{v}" for v in rng.integers(0, 30, size=int(mixed.sum()))]
+    labels[rng.random(n) < 0.05] = ""
+    groups = np.array([f"p{p}" if p % 5 else "" for p in product], dtype=object)
+    return ids, labels, groups
+
+
+def test_label_split_holds_out_whole_label_values_and_whole_products():
+    ids, labels, groups = catalogue()
+    train, test, unseen = label_split(ids, labels, groups, seed=0)
+    assert train.dtype == bool and np.all(train ^ test) and not (unseen & train).any()
+    values = {v for v in labels if v}
+    held = {v for v in labels[unseen]}
+    assert len(held) == 10  # a third of the 30 values
+    assert not held & set(labels[train])  # no held-out value on the training side
+    assert set(labels[test & ~unseen]) - {""} <= set(labels[train])  # the rest of the test side is seen
+    assert held | set(labels[train]) - {""} == values
+    assert np.array_equal(unseen, test & np.isin(labels.astype(str), list(held)))
+    for g in np.unique(groups[groups != ""]):  # every product on one side
+        sides = train[groups == g]
+        assert sides.all() or not sides.any()
+    assert 0.28 < train.mean() < 0.4 and (test & ~unseen).sum() > 800  # seen labels to compare with
+
+
+def test_label_split_is_seeded_and_independent_of_row_order():
+    ids, labels, groups = catalogue()
+    a = label_split(ids, labels, groups, seed=0)
+    b = label_split(ids, labels, groups, seed=0)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    perm = np.random.default_rng(5).permutation(len(ids))
+    shuffled = label_split(ids[perm], labels[perm], groups[perm], seed=0)
+    assert all(np.array_equal(x[perm], y) for x, y in zip(a, shuffled))
+    other = label_split(ids, labels, groups, seed=1)
+    assert set(labels[other[2]]) != set(labels[a[2]])
+    train, _, unseen = label_split(ids, labels, None, held_out=0.5, seed=3)  # no groups; half the values
+    assert len(set(labels[unseen])) == 15 and not set(labels[unseen]) & set(labels[train])
+
+
+def test_label_split_refuses_what_cannot_be_split():
+    ids = np.arange(4)
+    with pytest.raises(InvalidInput):
+        label_split(ids, np.array(["a", "a", "", "a"], dtype=object))
+    with pytest.raises(InvalidInput):
+        label_split(ids, np.array(["a", "b", "a", "b"], dtype=object), held_out=1.0)
+    train, test, unseen = label_split(ids, np.array(["a", "b", "a", "b"], dtype=object), held_out=0.9)
+    assert len(set(np.array(["a", "b", "a", "b"])[unseen])) == 1  # never every value
+
+
+def test_exact_search_ranks_by_inner_product():
+    x = np.eye(4, dtype=np.float32)[[0, 0, 1, 2]] + np.float32(0.01) * np.arange(4)[:, None]
+    ids = np.array(["a", "b", "c", "d"])
+    scores, found = exact_search(x, ids)(x[:1], 10)
+    assert list(found[0][:2]) == ["b", "a"] and found.shape == (1, 4)
+    assert np.all(np.diff(scores[0]) <= 0)

@@ -36,6 +36,7 @@ from stylesense.home import Config, damaged
 from stylesense.inputs import check_id
 from stylesense.recommenders import MODELS, load_recommender, make_recommender
 from stylesense.recommenders.diversity import candidate_count, check_diversity, mmr
+from stylesense.recommenders.published import PublishedModels
 from stylesense.weights import DEFAULT_WEIGHTS, NEGATIVE_TYPES
 
 if TYPE_CHECKING:  # the engine imports this module; the recommender types bring scipy
@@ -78,6 +79,10 @@ class Behaviour:
         self._models: dict[str, tuple[Recommender, Stamp | None]] = {}
         self._loading = threading.Lock()  # one load or fold-in at a time, never two of the same
         self._models_lock = ReadWriteLock()  # requests read the models; a fold-in changes one alone
+        # The database's models table where the home is on a server database that several
+        # machines may share (not SQLite): training stores each model there too, and serving
+        # fetches the newest (stylesense.recommenders.published). None on SQLite.
+        self.published = PublishedModels(ss.store.engine) if ss.store.engine.dialect.name != "sqlite" else None
 
     @property
     def weights(self) -> dict[str, float]:
@@ -159,7 +164,10 @@ class Behaviour:
 
     def trained(self) -> list[str]:
         """The models this home has a trained file of, the served one first."""
-        names = sorted(n for n in MODELS if self.model_path(n).is_file())
+        names = {n for n in MODELS if self.model_path(n).is_file()}
+        if self.published is not None:
+            names.update(n for n in self.published.names() if n in MODELS)
+        names = sorted(names)
         served = self.ss.config.recommender
         return sorted(names, key=lambda n: n != served)
 
@@ -266,12 +274,17 @@ class Behaviour:
 
         return jobs.submit("train", work, {"model": name, "params": given})
 
-    def train(self, name: str, params: Mapping[str, Any] | None = None) -> tuple[Recommender, float]:
+    def train(self, name: str, params: Mapping[str, Any] | None = None, *, engine: str = "local",
+              spark_master: str | None = None) -> tuple[Recommender, float]:
         """Fit ``name`` on every event (tuned parameters, overridden by ``params``), save it in
-        the home and make it the default for ``recommend``. Returns (model, fit seconds)."""
+        the home and make it the default for ``recommend``. Returns (model, fit seconds).
+        ``engine`` ``spark`` fits ``als`` on the Spark master ``spark_master`` (default
+        ``local[2]``, see :mod:`stylesense.recommenders.engines`); the model saved is the same."""
         from stylesense.recommenders import Interactions
+        from stylesense.recommenders.engines import on_engine
 
-        model = self._untrained(name, params)  # first: a typo in a parameter is the first thing to hear
+        # first: a typo in a parameter is the first thing to hear
+        model = on_engine(self._untrained(name, params), engine, spark_master)
         events = self._all_events()
         data = Interactions.from_frame(events, self.weights, items=self._catalogue_ids())
         start = perf_counter()
@@ -280,6 +293,9 @@ class Behaviour:
         model.meta = {"applied_pk": int(events["pk"].max())}
         path = self.model_path(name)
         model.save(path)
+        if self.published is not None:
+            with self._loading:
+                self.published.publish(name, path)
         self._models[name] = (model, file_stamp(path))  # swapped in whole: requests in flight keep the old one
         self.ss.update_config(lambda config: setattr(config, "recommender", name))
         return model, seconds
@@ -289,12 +305,14 @@ class Behaviour:
 
         Thread-safe: concurrent callers load a model and fold in new events once; the fold-in
         waits for requests reading the model (``_models_lock``) and they for it."""
-        name = name or self.ss.config.recommender
+        name = name or self.ss.config.recommender or next(iter(self.published.names() if self.published else ()), None)
         if name is None:
             raise NotReady("no model trained yet: run `stylesense train --model NAME` first")
         _check_model_name(name)
         path = self.model_path(name)
         with self._loading:
+            if self.published is not None:  # trained on another machine since: fetched, then loaded as a new file
+                self.published.sync(name, path)
             stamp = file_stamp(path)
             if stamp is None:
                 raise NotReady(f"no trained {name!r} model in this home: run `stylesense train --model {name}`")

@@ -94,7 +94,8 @@ def _progress() -> Progress:
 def init(
     adapter: Annotated[Optional[Path], typer.Option(help="Adapter file from `stylesense adapt`; every import then uses it.")] = None,
     embedder: Annotated[str, typer.Option(help="lite0 (224 px) or lite2 (260 px).")] = "lite0",
-    index_kind: Annotated[str, typer.Option("--index", help="auto, flat, kdtree, ivf or hnsw.")] = "auto",
+    index_kind: Annotated[str, typer.Option("--index", help="auto, flat, kdtree, ivf or hnsw (an index file); pgvector (in the --database-url Postgres) or milvus (--milvus-uri).")] = "auto",
+    milvus_uri: Annotated[Optional[str], typer.Option(help="--index milvus: a Milvus server URI (http://host:19530) or a Milvus Lite file; default index/milvus.db in the home.")] = None,
     database_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL; default SQLite in the home.")] = None,
     price_column: Annotated[str, typer.Option(help="Metadata column holding the price.")] = "price",
     stock_column: Annotated[str, typer.Option(help="Metadata column saying whether an item is in stock (0, false, no, sold out: never recommended).")] = "in_stock",
@@ -106,7 +107,7 @@ def init(
     try:
         ss = StyleSense.init(_state.get("home"), embedder=embedder, adapter=adapter, index_kind=index_kind,  # type: ignore[arg-type]
                              database_url=database_url, price_column=price_column, stock_column=stock_column,
-                             catalogue_only=catalogue_only)
+                             catalogue_only=catalogue_only, milvus_uri=milvus_uri)
     except OSError as e:
         _fail(str(e))
     out.print(f"home ready: {ss.home.root} (embedder {ss.embedder_name}, index {ss.config.index_kind})")
@@ -206,7 +207,7 @@ def config_cmd(
 
 @index_app.command("build")
 def index_build(
-    kind: Annotated[str, typer.Option(help="auto (by catalogue size), flat, kdtree, ivf or hnsw.")] = "auto",
+    kind: Annotated[Optional[str], typer.Option(help="auto (by catalogue size), flat, kdtree, ivf, hnsw, pgvector or milvus; default: the home's kind.")] = None,
 ) -> None:
     """Rebuild the index from the stored features (written atomically)."""
     index = _open().build_index(kind)
@@ -222,15 +223,20 @@ def search(
     min_price: Annotated[Optional[float], typer.Option()] = None,
     max_price: Annotated[Optional[float], typer.Option()] = None,
     in_stock: Annotated[bool, typer.Option("--in-stock", help="Only items the stock column says are in stock.")] = False,
+    same: Annotated[Optional[str], typer.Option(help="Steer: the part to match, shape (or type) or colour; needs an adapter from `adapt --colour`.")] = None,
+    vary: Annotated[Optional[str], typer.Option(help="Steer: the part to push apart, e.g. --same shape --vary colour: this cut in other colours.")] = None,
+    steer: Annotated[Optional[str], typer.Option(help="Steer with explicit part weights, e.g. shape=1,colour=-0.5 (overrides --same/--vary).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Visually similar products for a photo or an item, with optional filters."""
+    """Visually similar products for a photo or an item, with optional filters and steering."""
+    from stylesense.vision.adapter import steering
+
     if (image is None) == (item is None):
         _fail("give a query IMAGE_PATH or --item ID (one of them)")
     ss = _open()
     filters = Filters.parse(where or [], min_price, max_price, ss.config.price_column,
                             in_stock=in_stock, stock_column=ss.config.stock_column)
-    hits = ss.search(image, item=item, k=k, filters=filters)
+    hits = ss.search(image, item=item, k=k, filters=filters, steer=steering(same, vary, steer))
     _print_hits(hits, as_json)
 
 
@@ -269,12 +275,17 @@ def adapt(
     label: Annotated[list[str], typer.Option(help="Label column to learn from; repeat for more.")],
     out_path: Annotated[Path, typer.Option("--out", help="Adapter file to write.")],
     group: Annotated[Optional[str], typer.Option(help="Column marking items that are the same product.")] = None,
+    colour: Annotated[Optional[list[str]], typer.Option(help="Colour column; given, the adapter learns a shape part and a colour part, and search can be steered (--same/--vary/--steer).")] = None,
+    mix: Annotated[str, typer.Option(help="Share of the off-the-shelf vector in the search vectors, 0..1, or auto (chosen on items whose first --label value the rest lacks): unseen kinds of product fall back towards it.")] = "0",
 ) -> None:
     """Train a small head on the catalogue's own labels (frozen CNN features)."""
+    from stylesense.vision.adapter import parse_mix
+
+    mix_weight = parse_mix(mix)
     ss = _open()
     with _progress() as bar:
         task = bar.add_task("training adapter", total=None)
-        ss.train_adapter(label, group, out=out_path,
+        ss.train_adapter(label, group, out=out_path, colour=colour or (), mix=mix_weight,
                          progress=lambda done, total: bar.update(task, completed=done, total=total))
     out.print(f"adapter written to {out_path}; use it with: stylesense --home NEW_HOME init --adapter {out_path}")
 
@@ -285,18 +296,26 @@ def evaluate_retrieval(
     group: Annotated[Optional[str], typer.Option(help="Same-product column for group recall (default: the home's group_column).")] = None,
     k: Annotated[int, typer.Option("-k", min=1)] = 10,
     adapt_split: Annotated[bool, typer.Option("--adapt", help="Train an adapter on half the items, measure on the other half.")] = False,
+    split: Annotated[str, typer.Option(help="With --adapt: half (whole products on one side) or labels (a third of the label's values held out: seen and unseen labels, off-the-shelf vs adapted).")] = "half",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")] = None,
 ) -> None:
     """Leave-one-out retrieval precision, mAP and same-product recall."""
-    result = _open().evaluate_retrieval(label, group, k=k, adapt=adapt_split)
+    result = _open().evaluate_retrieval(label, group, k=k, adapt=adapt_split, split=split)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2) + "\n")
     table = Table(title=f"retrieval, leave-one-out, k={k}")
     table.add_column("metric")
     table.add_column("value")
-    for key, value in result.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+
+    def rows(prefix: str, values: dict) -> None:  # seen/unseen results nest: one dotted row each
+        for key, value in values.items():
+            if isinstance(value, dict):
+                rows(f"{prefix}{key}.", value)
+            else:
+                table.add_row(prefix + key, f"{value:.4f}" if isinstance(value, float) else str(value))
+
+    rows("", result)
     out.print(table)
 
 
@@ -384,10 +403,12 @@ def _pairs(pairs: list[str] | None, what: str = "--param") -> dict[str, str]:
 def train(
     model: Annotated[str, typer.Option(help="popular, trending, repurchase, itemknn, als, bpr, ease, visual, neumf, gru4rec, blend or ranker.")],
     param: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE model parameter; repeat for more (default: tuned, else built-in).")] = None,
+    engine: Annotated[str, typer.Option(help="Where to fit: local (this process) or spark (als only; needs pyspark and Java 17).")] = "local",
+    spark_master: Annotated[Optional[str], typer.Option(help="Spark master for --engine spark: local[N] or spark://HOST:7077 [default: local[2]].")] = None,
 ) -> None:
     """Fit a recommender on every event and store it in the home."""
     ss = _open()
-    fitted, seconds = ss.behaviour.train(model, _pairs(param))
+    fitted, seconds = ss.behaviour.train(model, _pairs(param), engine=engine, spark_master=spark_master)
     out.print(f"trained {model} on {fitted.data.n_events} events ({fitted.data.n_users} users, "
               f"{fitted.data.n_items} items) in {seconds:.1f} s; params {json.dumps(fitted.params)}")
     importances = getattr(fitted, "feature_importances", None)  # the ranker's, saved in its file
@@ -758,6 +779,37 @@ def experiment_online(
     for r in rates:
         table.add_row(r.model, str(r.impressions), str(r.positive), "-" if r.rate is None else f"{r.rate:.2%}")
     out.print(table)
+
+
+db_app = typer.Typer(help="The home database's schema (Alembic migrations): upgrade, current.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the home database's schema to the newest revision. Opening a home does it too;
+    run it as a deploy step before starting new API workers on a shared database."""
+    from stylesense.migrations import home_engine, upgrade
+
+    engine = home_engine(_state.get("home"))  # type: ignore[arg-type]
+    try:
+        before, after = upgrade(engine)
+    finally:
+        engine.dispose()
+    out.print(f"database at revision {after}" + ("" if before == after else f" (was {before or 'unversioned'})"))
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """The revision the home database's schema is at, and whether it is the newest."""
+    from stylesense.migrations import HEAD, current, home_engine
+
+    engine = home_engine(_state.get("home"))  # type: ignore[arg-type]
+    try:
+        revision = current(engine)
+    finally:
+        engine.dispose()
+    out.print(f"{revision or 'unversioned'} ({'newest' if revision == HEAD else f'newest is {HEAD}: run `stylesense db upgrade`'})")
 
 
 @app.command()

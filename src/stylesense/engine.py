@@ -17,7 +17,7 @@ import string
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,12 +28,14 @@ from stylesense.atomic import DamagedFile, atomic_write
 from stylesense.catalog.csvtable import BadRow, CsvError, column_types, read_table, typed
 from stylesense.catalog.filters import Filters
 from stylesense.catalog.store import CatalogStore, Item, Upsert
-from stylesense.concurrency import ReadWriteLock, Stamp, file_stamp
+from stylesense.concurrency import ReadWriteLock, file_stamp
 from stylesense.errors import Conflict, Damaged, InvalidInput, NotFound, NotReady
 from stylesense.home import LEGACY_RECIPE, REPAIR, Config, Home, damaged
 from stylesense.inputs import check_id, id_problem, read_capped, text_problem
-from stylesense.index import load_index, make_index
-from stylesense.vision.adapter import Adapter, normalize
+from stylesense.index import DATABASE_KINDS, KINDS, make_index
+from stylesense.index.filters import Filter, ItemScalars
+from stylesense.index.store import IndexStore, open_store, store_key
+from stylesense.vision.adapter import Adapter, Steer, normalize
 
 if TYPE_CHECKING:  # the embedder and the image decoder bring PIL: imported where photos are read
     from stylesense.behaviour import Behaviour
@@ -143,13 +145,12 @@ class StyleSense:
                                 f"{REPAIR} to rewrite it from what the home holds, or restore it from a backup")
             self.home.save_config(self._config)
             self._config_stamp = file_stamp(self.home.config_path)
-        self._index_stamp: Stamp | None = None
         self._index_lock = ReadWriteLock()  # readers search; a sync changes the index alone
+        self._index_store: tuple[tuple, IndexStore] | None = None  # (store_key, store) of the config
         self.store = CatalogStore(self.home.database_url(self.config), self.config.stock_column)
         self.threads = threads
         self._embedder: Embedder | None = None
         self._adapter: Adapter | None = None
-        self._index: VectorIndex | None = None
         self._behaviour: "Behaviour | None" = None
 
     # -- set-up ----------------------------------------------------------------------
@@ -165,12 +166,19 @@ class StyleSense:
         price_column: str = "price",
         stock_column: str = "in_stock",
         catalogue_only: bool = False,
+        milvus_uri: str | None = None,
     ) -> "StyleSense":
         """Create (or re-configure an empty) home. The embedder and adapter are fixed once items
         exist, because vectors from two models are not comparable."""
         h = Home.resolve(home)
         config = Config(embedder=embedder, index_kind=index_kind, database_url=database_url,
-                        price_column=price_column, stock_column=stock_column, catalogue_only=catalogue_only)
+                        price_column=price_column, stock_column=stock_column, catalogue_only=catalogue_only,
+                        milvus_uri=milvus_uri)
+        if index_kind not in {"auto", *KINDS, *DATABASE_KINDS}:
+            raise InvalidInput(f"unknown index kind {index_kind!r}: auto, {', '.join([*KINDS, *DATABASE_KINDS])}")
+        if index_kind == "pgvector" and not (database_url or "").startswith("postgresql"):
+            raise InvalidInput("--index pgvector keeps the vectors in the home's Postgres database: "
+                               "give --database-url postgresql://...")
         if h.exists():
             old = h.load_config()
             if CatalogStore(h.database_url(old)).count():
@@ -230,6 +238,9 @@ class StyleSense:
         self.update_config(lambda config: [setattr(config, k, v) for k, v in parsed.items()])
         if "stock_column" in changes:
             self.store.set_stock_column(self.config.stock_column)
+            if self.config.index_kind in DATABASE_KINDS:  # every item's in_stock field may differ
+                self.store.reset_indexed()
+                self.sync_index()
         return self.config
 
     @property
@@ -362,7 +373,7 @@ class StyleSense:
             else:
                 report.unchanged += 1
 
-        report.added, report.updated = self.store.upsert(changes)  # metadata-only changes
+        report.added, report.updated = self._upsert(changes)  # metadata-only changes
         done = 0
 
         def tick(n: int) -> None:
@@ -419,6 +430,15 @@ class StyleSense:
         found = self.store.set_hidden(item_ids, hidden)
         self.sync_index()
         return found
+
+    def _upsert(self, changes: Sequence[Upsert]) -> tuple[int, int]:
+        """The catalogue's upsert. A database index stores the filter fields beside the vectors,
+        so items whose metadata alone changed are marked for the next sync to write again."""
+        counts = self.store.upsert(changes)
+        same_photo = [c.item_id for c in changes if c.features is None]
+        if same_photo and self.config.index_kind in DATABASE_KINDS:
+            self.store.unindex(np.array([it.pk for it in self.store.items(same_photo)], dtype=np.int64))
+        return counts
 
     def items(self, item_ids: Sequence[str] | None = None) -> list[Item]:
         return self.store.items(item_ids)
@@ -484,7 +504,7 @@ class StyleSense:
         with self.home.locked("items"):  # read-modify-write of one row: one writer at a time
             old = self.store.hashes([item_id]).get(item_id)
             path_hash = stored or ((old[2], old[0]) if old is not None else (None, None))
-            self.store.upsert([Upsert(item_id, values, path_hash[0], path_hash[1], features)])
+            self._upsert([Upsert(item_id, values, path_hash[0], path_hash[1], features)])
         self.sync_index()
         return ItemWrite(self.item(item_id), created=old is None, embedded=features is not None)
 
@@ -515,7 +535,8 @@ class StyleSense:
                 raise NotFound(f"no item {item_id!r} in the catalogue")
             if changes:
                 merged = {k: v for k, v in {**old[1], **changes}.items() if v is not None}
-                self.store.upsert([Upsert(item_id, merged, old[2], old[0], None)])
+                self._upsert([Upsert(item_id, merged, old[2], old[0], None)])
+        self.sync_index()  # a database index's filter fields
         if hidden is not None:
             self.set_hidden([item_id], hidden)
         return self.item(item_id)
@@ -569,28 +590,31 @@ class StyleSense:
     def index(self) -> VectorIndex:
         """The home's index: read again when another process replaced the file, and brought
         up to date first if an earlier run was interrupted."""
-        stamp = file_stamp(self.home.index_path)
-        if stamp is None:
-            raise NotReady("no index yet: import a catalogue first (stylesense catalog import)")
-        if self._index is None or stamp != self._index_stamp:
-            self._read_index(stamp)
-            if self.store.index_behind():
-                self.sync_index()
-        assert self._index is not None
-        return self._index
+        store = self._indexes()
+        index = store.current()
+        if store.fresh and self.store.index_behind():
+            self.sync_index()
+            index = store.current()
+        return index
 
-    def _read_index(self, stamp: Stamp | None) -> None:
-        """Swap in the index file's content; requests already searching finish on the old one."""
-        try:
-            index = load_index(self.home.index_path)
-        except DamagedFile as e:
-            raise damaged("index file", self.home.index_path, e.reason, f"{REPAIR} (or `stylesense index "
-                          "build`) to rebuild it from the database") from None
-        self._index, self._index_stamp = index, stamp
+    def _indexes(self) -> IndexStore:
+        """Where the index lives (stylesense.index.store), as the config says now."""
+        key = store_key(self.config)
+        current = self._index_store
+        if current is None or current[0] != key:
+            current = self._index_store = (key, open_store(self.home, self.config, self._matching_pks))
+        return current[1]
 
-    def _save_index(self, index: VectorIndex) -> None:
-        index.save(self.home.index_path)
-        self._index, self._index_stamp = index, file_stamp(self.home.index_path)
+    def _matching_pks(self, filters: Filters) -> np.ndarray:
+        """The in-memory kinds' filter resolver: pks of the live items passing ``filters``."""
+        return np.array([it.pk for it in self.matching_items(filters)], dtype=np.int64)
+
+    def _scalars(self, index: VectorIndex, pks: np.ndarray) -> list[ItemScalars] | None:
+        """The filter fields a database index stores with the vectors (None for in-memory kinds)."""
+        if index.kind in KINDS:
+            return None
+        by_pk = self.store.items_by_pk(pks)
+        return [ItemScalars.of(by_pk[int(p)].attrs, by_pk[int(p)].in_stock) for p in pks]
 
     def build_index(self, kind: str | None = None) -> VectorIndex:
         """Full rebuild from the stored features (e.g. to change the index kind)."""
@@ -603,15 +627,16 @@ class StyleSense:
         if not len(pks):
             raise NotReady("the catalogue has no searchable items (empty, or every item hidden): nothing to index")
         vectors = self.to_vectors(raw)
-        index = make_index(kind, vectors.shape[1], len(pks))
-        index.build(pks, vectors)
-        self.home.index_path.parent.mkdir(parents=True, exist_ok=True)
-        self._save_index(index)
+        if kind != self.config.index_kind:
+            open_store(self.home, replace(self.config, index_kind=kind), self._matching_pks)  # fails before the change
+            self.update_config(lambda config: setattr(config, "index_kind", kind))
+        store = self._indexes()
+        index = store.create(kind, vectors.shape[1], len(pks))
+        index.build(pks, vectors, self._scalars(index, pks))
+        store.commit(index)  # searches in flight finish on the old one
         self.store.reset_indexed()
         self.store.mark_indexed(pks)
         self.store.unindex(np.zeros(0, dtype=np.int64))  # tombstones lose their features
-        if kind != self.config.index_kind:
-            self.update_config(lambda config: setattr(config, "index_kind", kind))
         return index
 
     def sync_index(self) -> None:
@@ -619,11 +644,11 @@ class StyleSense:
         index lacks (new, re-embedded or shown items, or left over from a crash), drop removed
         and hidden items.
 
-        Under the home's index lock, starting from the file as it is now: the database's record
+        Under the home's index lock, starting from the index as it is now: the database's record
         of what the index holds is only true of the latest file, whoever wrote it."""
         with self.home.locked("index"):
-            stamp = file_stamp(self.home.index_path)
-            if stamp is None:
+            store = self._indexes()
+            if not store.exists():
                 if len(self.store.features(searchable=True)[0]):
                     self._build_index(None)
                 return
@@ -631,16 +656,13 @@ class StyleSense:
             pks, raw = self.store.features(only_unindexed=True)
             if not len(removed) and not len(pks):
                 return
-            if self._index is None or stamp != self._index_stamp:
-                self._read_index(stamp)
-            index = self._index
-            assert index is not None
+            index = store.current()
             with self._index_lock.writing():
                 if len(removed):
                     index.remove(removed)
                 if len(pks):
-                    index.add(pks, self.to_vectors(raw))
-            self._save_index(index)
+                    index.add(pks, self.to_vectors(raw), self._scalars(index, pks))
+            store.commit(index)
             self.store.mark_indexed(pks)
             self.store.unindex(removed)
 
@@ -652,10 +674,14 @@ class StyleSense:
         item: str | None = None,
         k: int = 10,
         filters: Filters | None = None,
+        steer: Steer | None = None,
     ) -> list[Hit]:
         """Products most similar to a photo or to a catalogue item (never the item itself).
 
-        Filters are applied inside the index search, so k hits come back whenever k items match."""
+        Filters are applied inside the index search, so k hits come back whenever k items match.
+        ``steer`` (vision.adapter.steering): the score is the weighted sum of the adapter's
+        parts' cosines, searched in the same index; with ``vary``, no result shares the query's
+        value of that part's column ("same cut, other colours")."""
         if (image is None) == (item is None):
             raise InvalidInput("give exactly one of an image or an item id")
         if k < 1:
@@ -675,16 +701,56 @@ class StyleSense:
             from stylesense.vision.images import load_image
 
             query = self.to_vectors(self.embedder.embed_batch([load_image(image)]))
+        if steer is not None:
+            query, varied = self._steered(index, query, steer, found[0].attrs if item is not None else None)
+            if varied is not None:
+                return self._varied(index, query, k, exclude, filters, *varied)
 
-        allowed = self._allowed(filters, exclude)
-        kk = k if allowed is not None or exclude is None else k + 1
+        kk = k if exclude is None else k + 1
         with self._index_lock.reading():
-            scores, ids = index.search(query.astype(np.float32), kk, allowed=allowed)
+            scores, ids = index.search(query.astype(np.float32), kk, where=Filter.of(filters))
         pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and i != exclude][:k]
         by_pk = self.store.items_by_pk(p for p, _ in pairs)
         return [
             Hit(by_pk[p].item_id, s, by_pk[p].attrs, by_pk[p].image_path) for p, s in pairs if p in by_pk
         ]
+
+    def _steered(self, index: VectorIndex, query: np.ndarray, steer: Steer, attrs: Mapping[str, Any] | None
+                 ) -> tuple[np.ndarray, tuple[str, str] | None]:
+        """The steered query, and (column, value) that results must not share when the search
+        varies a part: the query item's value, or for a photo that of its nearest item by that
+        part alone (the photo's colour is the colour of the item it looks most like in colour)."""
+        adapter = self.adapter
+        if adapter is None or not adapter.steerable:
+            raise InvalidInput("this home's search vectors have no shape and colour parts to steer: train an adapter "
+                               "with `stylesense adapt --label TYPE_COLUMN --colour COLOUR_COLUMN --out FILE` and "
+                               "make a home with it (`stylesense --home NEW_HOME init --adapter FILE`)")
+        varied = None
+        if steer.vary:
+            column = adapter.part_column(steer.vary)
+            if attrs is None:
+                with self._index_lock.reading():
+                    _, ids = index.search(adapter.steer(query, {steer.vary: 1.0}).astype(np.float32), 1)
+                attrs = self.store.items_by_pk([int(ids[0][0])]).get(int(ids[0][0]))
+                attrs = attrs.attrs if attrs is not None else {}
+            varied = (column, _label(attrs.get(column)))
+        return (adapter.steer(query, steer.weights) if steer.weights else query), varied
+
+    def _varied(self, index: VectorIndex, query: np.ndarray, k: int, exclude: int | None, filters: Filters | None,
+                column: str, value: str) -> list[Hit]:
+        """The k best hits whose ``column`` differs from ``value`` (an empty value excludes
+        nothing): searched deeper until k are found or the index is exhausted."""
+        kk = 4 * k + 1
+        while True:
+            with self._index_lock.reading():
+                scores, ids = index.search(query.astype(np.float32), min(kk, len(index)), where=Filter.of(filters))
+            pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and i != exclude]
+            by_pk = self.store.items_by_pk(p for p, _ in pairs)
+            hits = [Hit(by_pk[p].item_id, s, by_pk[p].attrs, by_pk[p].image_path) for p, s in pairs
+                    if p in by_pk and not (value and _label(by_pk[p].attrs.get(column)) == value)]
+            if len(hits) >= k or kk >= len(index):
+                return hits[:k]
+            kk *= 4
 
     def item_vectors(self, item_ids: Sequence[str]) -> np.ndarray:
         """The search vectors of ``item_ids``, (n, dim) float32 rows in their order; a zero row
@@ -727,11 +793,6 @@ class StyleSense:
         items = self.store.items()
         filters.check_columns({c for it in items for c in it.attrs})
         return [it for it in items if filters.matches(it.attrs)]
-
-    def _allowed(self, filters: Filters | None, exclude: int | None) -> np.ndarray | None:
-        if filters is None or not filters.active:
-            return None
-        return np.array([it.pk for it in self.matching_items(filters) if it.pk != exclude], dtype=np.int64)
 
     def duplicates(self, threshold: float = 0.97, k: int = 10) -> list[tuple[str, str, float]]:
         """Pairs of catalogue photos whose off-the-shelf features are nearly identical.
@@ -776,28 +837,54 @@ class StyleSense:
         *,
         out: Path,
         progress: Callable[[int, int], None] | None = None,
+        colour: Sequence[str] = (),
+        mix: float | None = 0.0,
     ) -> Adapter:
-        """Train a head on the whole catalogue's labels and save it to ``out``."""
+        """Train a head on the whole catalogue's labels and save it to ``out``.
+
+        ``colour``: colour columns; given, the adapter is steerable (vision.adapter.steerable_parts:
+        a shape part on ``labels`` and the groups, a colour part on these). ``mix``: the share
+        of the off-the-shelf vector in the output; None = chosen on a validation part of the
+        items whose first label's values the rest lacks (vision.adapter.validated_mix with
+        holdout="labels", recorded in the adapter's info; docs/adapter.md)."""
+        from stylesense.vision.adapter import steerable_parts, validated_mix
+
         pks, raw = self.store.features()
         if not len(pks):
             raise NotReady("the catalogue is empty: import items first")
-        *label_arrays, groups = self._columns(pks, *labels, group)
+        *label_arrays, groups = self._columns(pks, *labels, *colour, group)
+        names = [*labels, *colour]
+        parts = steerable_parts([*labels, "groups"], colour) if colour else None
+        args: dict[str, Any] = {"label_names": names, "parts": parts, "threads": self.threads}
+        validation = None
+        if mix is None:  # validated on held-out values of the first label: what a new kind of product needs
+            mix, validation = validated_mix(raw, label_arrays, groups, holdout="labels", **args)
         adapter = Adapter.train(
-            raw, label_arrays, groups, label_names=list(labels), threads=self.threads,
+            raw, label_arrays, groups, raw_weight=mix, **args,
             progress=(lambda epoch, epochs, _loss: progress(epoch, epochs)) if progress else None,
         )
         adapter.info["features"] = self.feature_recipe
+        if validation is not None:
+            adapter.info["mix_validation"] = validation
         adapter.save(out)
         return adapter
 
     def evaluate_retrieval(
-        self, label: str, group: str | None = None, *, k: int = 10, adapt: bool = False
+        self, label: str, group: str | None = None, *, k: int = 10, adapt: bool = False, split: str = "half"
     ) -> dict[str, Any]:
         """Leave-one-out retrieval quality (see evaluation.retrieval). With ``adapt``, an honest
-        split: an adapter trained on one half of the items, measured on the other half alone.
+        split: an adapter trained on one side of the items, measured on the other side alone.
+        ``split``: "half" (adapt_split: whole products on one side) or "labels" (label_split: a
+        third of the label's values held out, so the test side has kinds of product the adapter
+        never saw; P@k / mAP@k are then also given for seen and unseen labels, off-the-shelf
+        and adapted on the same items).
         ``group``: the same-product column (default: the home's ``group_column``, if any)."""
-        from stylesense.evaluation.retrieval import adapt_split, retrieval_metrics
+        from stylesense.evaluation.retrieval import adapt_split, label_split, retrieval_metrics
 
+        if split not in ("half", "labels"):
+            raise InvalidInput(f"unknown split {split!r}: half or labels")
+        if split != "half" and not adapt:
+            raise InvalidInput("--split only applies with --adapt")
         group = group or self.config.group_column
 
         pks, raw = self.store.features(searchable=True)  # what search can return
@@ -805,25 +892,47 @@ class StyleSense:
             raise NotReady("the catalogue is empty: import items first")
         labels, groups = self._columns(pks, label, group)
         started = time.perf_counter()
+        extra: dict[str, Any] = {}
         if adapt:
-            train, test = adapt_split(pks, groups, seed=0)
+            if split == "labels":
+                train, test, unseen = label_split(pks, labels, groups, seed=0)
+            else:
+                train, test = adapt_split(pks, groups, seed=0)
             adapter = Adapter.train(
                 raw[train], [labels[train]], None if groups is None else groups[train],
                 label_names=[label], threads=self.threads,
             )
-            vectors = adapter.transform(raw[test])
             pks, labels = pks[test], labels[test]
             groups = None if groups is None else groups[test]
-            index = make_index(self.index().kind, vectors.shape[1], len(pks))
-            index.build(pks, vectors)
+            kind = self.index().kind if self.index().kind in KINDS else "auto"  # a throwaway index
+
+            def measure(vectors: np.ndarray, queries: np.ndarray | None = None) -> dict[str, Any]:
+                index = make_index(kind, vectors.shape[1], len(pks))
+                index.build(pks, vectors)
+                return retrieval_metrics(lambda q, kk: index.search(q, kk), pks, vectors, labels, groups, k=k,
+                                         queries=queries)
+
+            vectors = adapter.transform(raw[test])
+            metrics = measure(vectors)
+            if split == "labels":
+                unseen = unseen[test]
+                off = normalize(raw[test])
+                for name, mask in (("seen", ~unseen), ("unseen", unseen)):
+                    extra[name] = {
+                        "items": int(mask.sum()),
+                        "labels": len({str(v) for v in labels[mask]}),
+                        "off_the_shelf": _pick(measure(off, mask)),
+                        "adapted": _pick(measure(vectors, mask)),
+                    }
+                extra["off_the_shelf"] = _pick(measure(off))
+                extra["train_items"] = int(train.sum())
             embedder = f"{self.config.embedder}+adapter(split)"
         else:
             index = self.index()
+            kind = index.kind
             vectors = index.vectors(pks)
+            metrics = retrieval_metrics(lambda q, kk: index.search(q, kk), pks, vectors, labels, groups, k=k)
             embedder = self.embedder_name
-        metrics = retrieval_metrics(
-            lambda q, kk: index.search(q, kk), pks, vectors, labels, groups, k=k
-        )
         return {
             "items": metrics["items"],
             "k": k,
@@ -833,9 +942,16 @@ class StyleSense:
             "group": group,
             "group_recall_at_k": metrics["group_recall_at_k"] if group else None,
             "embedder": embedder,
-            "index": index.kind,
+            "index": kind,
+            **({"split": split} if adapt else {}),
+            **extra,
             "seconds": round(time.perf_counter() - started, 2),
         }
+
+
+def _pick(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The scores of a retrieval_metrics result (what a seen/unseen row reports)."""
+    return {key: metrics[key] for key in ("precision_at_k", "map_at_k", "group_recall_at_k")}
 
 
 def adapter_recipe(adapter: Adapter, embedder: str) -> dict[str, str]:

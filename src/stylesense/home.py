@@ -46,8 +46,9 @@ class Config:
     image_fit: str = "letterbox"  # how photos become the CNN's input (vision.embedder.FITS)
     pooling: str = "gem"  # how its last feature map becomes a vector (vision.embedder.POOLINGS)
     adapter: str | None = None  # file name inside the home, or None for off-the-shelf features
-    index_kind: str = "auto"
+    index_kind: str = "auto"  # an in-memory kind (index file), or pgvector / milvus (stylesense.index.store)
     database_url: str | None = None  # None: SQLite file inside the home
+    milvus_uri: str | None = None  # index milvus: a Milvus server URI or Lite file; None: index/milvus.db in the home
     price_column: str = "price"
     # Column shared by the variants of one product (same cut, other colours; H&M's
     # product_code): `evaluate retrieval` measures same-product recall by it, the dashboards

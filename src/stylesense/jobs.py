@@ -86,7 +86,7 @@ class JobRunner:
 
     def __init__(self, engine: Engine, workers: int = 1) -> None:
         self.engine = engine
-        JobBase.metadata.create_all(engine)
+        # its tables: make_engine's migrations (stylesense.migrations)
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
         self._workers = workers
         self._queue: queue.SimpleQueue[tuple[str, Callable[[], Any]] | None] = queue.SimpleQueue()

@@ -1,6 +1,7 @@
 """The catalogue database: items, their metadata and their raw image features.
 
-SQLAlchemy keeps the storage swappable (SQLite in the home by default, a Postgres URL later).
+SQLAlchemy keeps the storage swappable (SQLite in the home by default, or a PostgreSQL URL; the
+schema comes from :mod:`stylesense.migrations`).
 Raw CNN features are stored per item, not the final search vectors, so that an adapter can be
 trained on them and applied later without decoding a single image again.
 
@@ -42,7 +43,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from stylesense.home import damaged
@@ -121,8 +122,25 @@ DATABASE_REPAIR = ("restore it from a backup (nothing else holds the catalogue, 
                    "`sqlite3 {path} .recover` may salvage rows)")
 
 
+def driver_url(url: str) -> URL:
+    """``url`` with the PostgreSQL driver stylesense ships (psycopg 3) where it names none:
+    SQLAlchemy's default for a plain ``postgresql://`` is psycopg2."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
 def make_engine(url: str) -> Engine:
-    engine = create_engine(url)
+    """The home database's engine, its schema brought to the newest migration
+    (:func:`stylesense.migrations.upgrade`). One per :class:`~stylesense.engine.StyleSense`,
+    shared by every store of it: one connection pool per process. On a server database
+    (PostgreSQL) the pool checks a connection before handing it out (``pool_pre_ping``), so a
+    database restart or a dropped idle connection costs a reconnect, not a failed request."""
+    from stylesense.migrations import upgrade
+
+    parsed = driver_url(url)
+    engine = create_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
     if engine.dialect.name == "sqlite":
         # WAL lets a search read while an import writes; a busy timeout instead of instant errors.
         @event.listens_for(engine, "connect")
@@ -142,9 +160,7 @@ def make_engine(url: str) -> Engine:
                 path = Path(engine.url.database or "")
                 raise damaged("database", path, str(context.original_exception), DATABASE_REPAIR.format(path=path))
 
-    Base.metadata.create_all(engine)
-    with engine.begin() as conn:  # an older home's table lacks it (create_all adds no index to a table)
-        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_items_updated_at ON items (updated_at)"))
+    upgrade(engine)
     return engine
 
 

@@ -76,6 +76,7 @@ def retrieval_metrics(
     labels: np.ndarray,
     groups: np.ndarray | None,
     k: int = 10,
+    queries: np.ndarray | None = None,
 ) -> dict:
     """Leave-one-out P@k, mAP@k and (optionally) same-group recall@k over a catalogue.
 
@@ -85,6 +86,8 @@ def retrieval_metrics(
     is unique scores 0, like its P@k, so rare classes are not silently dropped.
     group_recall_at_k: share of the item's other group members found in the top k, normalised by
     min(k, members - 1), over items whose (non-empty) group has other members.
+    queries: boolean mask of the items that query (default: all); every item is still a result,
+    so seen and unseen labels of one catalogue are scored on the same search.
     """
     ids = np.asarray(ids)
     vectors = np.asarray(vectors)
@@ -102,6 +105,11 @@ def retrieval_metrics(
         group_codes = np.full(n, -1, dtype=np.int64)
         grouped = np.zeros(n, dtype=bool)
 
+    if queries is not None:
+        queries = np.asarray(queries, dtype=bool)
+        if len(queries) != n:
+            raise InvalidInput("queries must be a mask with one value per item")
+        labelled, grouped = labelled & queries, grouped & queries
     query_rows = np.flatnonzero(labelled | grouped)
     prec_sum = ap_sum = grec_sum = 0.0
     ranks = np.arange(1, k + 1, dtype=np.float64)
@@ -148,14 +156,8 @@ def adapt_split(ids: np.ndarray, groups: np.ndarray | None, seed: int = 0) -> tu
     honest: the adapter never saw any member of a test product. The split depends only on the
     set of (id, group) pairs, not on their order. Returns boolean (train_mask, test_mask).
     """
-    ids = np.asarray(ids).astype(str)
     n = len(ids)
-    if groups is None:
-        keys = np.char.add("i:", ids)
-    else:
-        g = np.asarray(groups, dtype=object)
-        missing = _missing(g)
-        keys = np.where(missing, np.char.add("i:", ids), np.char.add("g:", np.where(missing, "", g).astype(str)))
+    keys = _group_keys(ids, groups)
     uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     order = np.random.default_rng(seed).permutation(len(uniq))
     before = np.cumsum(counts[order]) - counts[order]  # items already placed before each group
@@ -163,3 +165,65 @@ def adapt_split(ids: np.ndarray, groups: np.ndarray | None, seed: int = 0) -> tu
     train_group[order] = before < n / 2
     train = train_group[inverse]
     return train, ~train
+
+
+def _group_keys(ids: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    """One key per item: its group, or the item alone where it has none."""
+    ids = np.asarray(ids).astype(str)
+    if groups is None:
+        return np.char.add("i:", ids)
+    g = np.asarray(groups, dtype=object)
+    missing = _missing(g)
+    return np.where(missing, np.char.add("i:", ids), np.char.add("g:", np.where(missing, "", g).astype(str)))
+
+
+def label_split(
+    ids: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None, *, held_out: float = 1 / 3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A seeded split that holds out whole label values: what a new catalogue looks like.
+
+    ``held_out`` of the distinct label values (at least one, never all) are drawn with ``seed``;
+    every item with one of them goes to the test side, and so does every other member of its
+    group, so no held-out value and no product is on both sides. The rest splits ~50/50 by
+    group as in :func:`adapt_split` (seed + 1), so the test side also has seen labels to compare
+    with. Depends only on the sets of values, not on the order of the rows.
+    Returns boolean (train_mask, test_mask, unseen_mask); unseen_mask marks the test items
+    whose label is held out.
+    """
+    labels = np.asarray(labels, dtype=object)
+    n = len(labels)
+    if len(ids) != n or (groups is not None and len(groups) != n):
+        raise InvalidInput("ids, labels and groups must have the same length")
+    if not 0 < held_out < 1:
+        raise InvalidInput("held_out must be between 0 and 1")
+    missing = _missing(labels)
+    values = np.unique(labels[~missing].astype(str))
+    if len(values) < 2:
+        raise InvalidInput("a label split needs 2+ label values")
+    n_out = min(len(values) - 1, max(1, round(held_out * len(values))))
+    out_values = values[np.random.default_rng(seed).permutation(len(values))[:n_out]]
+    unseen = ~missing & np.isin(np.where(missing, "", labels).astype(str), out_values)
+    keys = _group_keys(ids, groups)
+    test = np.isin(keys, keys[unseen])
+    rest = np.flatnonzero(~test)
+    train_rest, _ = adapt_split(np.asarray(ids)[rest], None if groups is None else np.asarray(groups)[rest], seed=seed + 1)
+    train = np.zeros(n, dtype=bool)
+    train[rest[train_rest]] = True
+    return train, ~train, unseen
+
+
+def exact_search(vectors: np.ndarray, ids: np.ndarray) -> SearchFn:
+    """Exact inner-product search over ``vectors`` (unit rows: cosine), for measuring vectors
+    that no home indexes (validation parts, benchmark halves)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.asarray(ids)
+
+    def search(queries: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = queries @ vectors.T
+        kk = min(kk, len(ids))
+        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        return np.take_along_axis(scores, top, axis=1), ids[top]
+
+    return search

@@ -100,7 +100,7 @@ class UserStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        UserBase.metadata.create_all(engine)
+        # its tables: make_engine's migrations (stylesense.migrations)
 
     def upsert(self, users: Sequence[User]) -> int:
         """Insert the profiles, replacing those stored under the same ids, in one transaction

@@ -66,11 +66,11 @@ class Experiments:
         shoppers split by ``split`` (any positive weights; default: equal), decided on
         ``metric`` (click, cart, purchase or revenue), events credited up to ``window_hours``
         after an impression. NotReady for an arm with no trained model: it could not serve."""
-        behaviour = self.ss.behaviour
+        trained = self.ss.behaviour.trained()  # on a shared database, those trained on any machine
         for arm in arms:
             if arm not in MODELS:
                 raise InvalidInput(f"unknown model {arm!r} for an arm; choose from {', '.join(MODELS)}")
-            if not behaviour.model_path(arm).is_file():
+            if arm not in trained:
                 raise NotReady(f"arm {arm!r} has no trained model: run `stylesense train --model {arm}` first")
         return self.store.create(name, arms, split, metric, window_hours, _now())
 

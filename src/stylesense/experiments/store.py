@@ -195,7 +195,7 @@ class ExperimentStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        ExperimentBase.metadata.create_all(engine)
+        # its tables: make_engine's migrations (stylesense.migrations)
 
     # -- experiments ---------------------------------------------------------------------
     def create(self, name: str, arms: Sequence[str], split: Sequence[float] | None, metric: str,

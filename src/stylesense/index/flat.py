@@ -20,7 +20,8 @@ from contextlib import contextmanager
 import faiss
 import numpy as np
 
-from .base import SlotIndex, bitmap_selector
+from .exact import bitmap_selector
+from .slots import SlotIndex
 
 
 class FlatIndex(SlotIndex):

@@ -18,18 +18,9 @@ import math
 import faiss
 import numpy as np
 
-from .base import (
-    TUNE_K,
-    TUNE_MARGIN,
-    TUNE_MIN_ITEMS,
-    SlotIndex,
-    exact_topk_rows,
-    fill_short_rows,
-    pad_results,
-    row_blocks,
-    split_for_tuning,
-    tune_knob,
-)
+from .exact import exact_topk_rows, fill_short_rows, pad_results, row_blocks
+from .slots import SlotIndex
+from .tuning import TUNE_K, TUNE_MARGIN, TUNE_MIN_ITEMS, split_for_tuning, tune_knob
 
 EF_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 SMALL_INDEX_EF = 128
@@ -70,8 +61,7 @@ class HNSWIndex(SlotIndex):
     def _storage(self) -> faiss.Index:
         return self._index.storage
 
-    def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids, vectors = self._check_items(ids, vectors)
+    def _build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self._reset()
         if self._ef_param is not None or len(ids) < TUNE_MIN_ITEMS:
             self.ef_search = self._ef_param or SMALL_INDEX_EF

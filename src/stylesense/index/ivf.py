@@ -19,20 +19,10 @@ import numpy as np
 
 from stylesense.errors import InvalidInput
 
-from .base import (
-    TUNE_K,
-    TUNE_MARGIN,
-    TUNE_MIN_ITEMS,
-    IdMap,
-    VectorIndex,
-    empty_results,
-    exact_topk_rows,
-    fill_short_rows,
-    pad_results,
-    row_blocks,
-    split_for_tuning,
-    tune_knob,
-)
+from .exact import empty_results, exact_topk_rows, fill_short_rows, pad_results, row_blocks
+from .idmap import IdMap
+from .memory import InMemoryIndex
+from .tuning import TUNE_K, TUNE_MARGIN, TUNE_MIN_ITEMS, split_for_tuning, tune_knob
 
 CODECS = ("flat", "fp16", "sq8", "pq")
 KMEANS_ITERATIONS = 10
@@ -46,7 +36,7 @@ def default_nlist(n: int) -> int:
     return max(1, min(round(4 * math.sqrt(n)), n // 8))
 
 
-class IVFIndex(VectorIndex):
+class IVFIndex(InMemoryIndex):
     """Approximate inner-product index over k-means cells."""
 
     kind = "ivf"
@@ -80,8 +70,7 @@ class IVFIndex(VectorIndex):
     def nlist(self) -> int:
         return self._index.nlist if self._index is not None else 0
 
-    def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids, vectors = self._check_items(ids, vectors)
+    def _build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self._index, self._ids = None, IdMap()
         if len(ids) == 0:
             return
@@ -125,8 +114,7 @@ class IVFIndex(VectorIndex):
         index.set_direct_map_type(faiss.DirectMap.Hashtable)
         self._index = index
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids, vectors = self._check_items(ids, vectors)
+    def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
             return
         if self._index is None:  # built empty: the first batch trains the cells
@@ -144,10 +132,9 @@ class IVFIndex(VectorIndex):
             # IDSelectorArray: the hashtable direct map only supports removal by id list.
             self._index.remove_ids(faiss.IDSelectorArray(gone))
 
-    def search(
-        self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None
+    def _search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        queries = self._check_queries(queries, k)
         if k == 0 or len(self) == 0:
             return empty_results(len(queries), k)
         sel, n_eligible, nprobe = None, len(self), self.nprobe

@@ -19,19 +19,10 @@ import math
 import numpy as np
 from sklearn.neighbors import KDTree
 
-from .base import (
-    TUNE_K,
-    TUNE_MARGIN,
-    TUNE_MIN_ITEMS,
-    IdMap,
-    VectorIndex,
-    empty_results,
-    exact_topk_rows,
-    fill_short_rows,
-    split_for_tuning,
-    topk_of,
-    tune_knob,
-)
+from .exact import empty_results, exact_topk_rows, fill_short_rows, topk_of
+from .idmap import IdMap
+from .memory import InMemoryIndex
+from .tuning import TUNE_K, TUNE_MARGIN, TUNE_MIN_ITEMS, split_for_tuning, tune_knob
 
 POOL_LADDER = (20, 40, 80, 160, 320, 640, 1280, 2560)
 PCA_SAMPLE = 20000
@@ -40,7 +31,7 @@ RERANK_FLOATS = 1 << 24
 """Floats gathered at once when re-ranking candidate pools (64 MB)."""
 
 
-class KDTreeIndex(VectorIndex):
+class KDTreeIndex(InMemoryIndex):
     """PCA + KD-tree candidate generation, exact inner-product re-ranking."""
 
     kind = "kdtree"
@@ -74,8 +65,7 @@ class KDTreeIndex(VectorIndex):
         self._tree: KDTree | None = None
 
     # --- content ----------------------------------------------------------------------------
-    def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids, vectors = self._check_items(ids, vectors)
+    def _build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if self._pool_param is not None or len(ids) < TUNE_MIN_ITEMS:
             self.pool = self._pool_param or POOL_LADDER[-1]
             self._rebuild(ids.copy(), vectors.copy())  # the caller's arrays stay the caller's
@@ -113,8 +103,7 @@ class KDTreeIndex(VectorIndex):
     def _project(self, vectors: np.ndarray) -> np.ndarray:
         return vectors @ self._components.T - self._mean @ self._components.T  # no (n, dim) temporary
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids, vectors = self._check_items(ids, vectors)
+    def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
             return
         self._labels[self._ids.delete(ids)] = -1
@@ -142,10 +131,9 @@ class KDTreeIndex(VectorIndex):
             self._rebuild(self._labels[live], self._vecs[live])
 
     # --- search -------------------------------------------------------------------------------
-    def search(
-        self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None
+    def _search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        queries = self._check_queries(queries, k)
         n_live = len(self._ids)
         if k == 0 or n_live == 0:
             return empty_results(len(queries), k)

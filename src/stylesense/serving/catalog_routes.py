@@ -25,14 +25,32 @@ from stylesense.errors import NotFound
 from stylesense.serving.app import READ, WRITE, server_of
 from stylesense.serving.native import (PHOTO, FilterSpec, IdStr, hit_json, image_url, media_type, query_filters,
                                        read_form, request_bodies, validated)
+from stylesense.vision.adapter import steering
 
 router = APIRouter(prefix="/v1", tags=["catalogue"])
 
 Where = Annotated[list[str] | None, Query(description="COL=VALUE; repeat for more (any of a column's values)")]
 K = Annotated[int, Query(ge=1, le=1000, description="number of results")]
+_SAME = "steer: the part to match, shape (or type) or colour (a home made with an adapter from `adapt --colour`)"
+_VARY = "steer: the part pushed apart (same=shape, vary=colour: this cut in other colours)"
+_STEER = "steer: part weights, e.g. shape=1,colour=-0.5 (override same/vary)"
+Same = Annotated[str | None, Query(max_length=16, description=_SAME)]
+Vary = Annotated[str | None, Query(max_length=16, description=_VARY)]
+SteerQ = Annotated[str | None, Query(max_length=200, description=_STEER)]
 
 
-class SearchByItem(FilterSpec):
+class SteerSpec(BaseModel):
+    """Steered search fields, as the CLI's ``--same`` / ``--vary`` / ``--steer``."""
+
+    same: str | None = Field(None, max_length=16, description=_SAME)
+    vary: str | None = Field(None, max_length=16, description=_VARY)
+    steer: dict[str, float] | str | None = Field(None, description=_STEER + "; an object part -> weight in JSON")
+
+    def weights(self) -> dict[str, float]:
+        return steering(self.same, self.vary, self.steer)
+
+
+class SearchByItem(FilterSpec, SteerSpec):
     """``POST /v1/search`` as JSON: products like a catalogue item."""
 
     model_config = ConfigDict(extra="forbid")
@@ -40,7 +58,7 @@ class SearchByItem(FilterSpec):
     k: int = Field(10, ge=1, le=1000)
 
 
-class SearchForm(BaseModel):
+class SearchForm(SteerSpec):
     """``POST /v1/search`` as multipart: the fields beside the ``photo`` file."""
 
     model_config = ConfigDict(extra="forbid")
@@ -86,16 +104,18 @@ def item_json(item: Item) -> dict[str, Any]:
              openapi_extra=request_bodies(SearchByItem.model_json_schema(), _form_schema(), required=True))
 async def search(request: Request) -> dict[str, Any]:
     """Products that look most like a photo (multipart: a ``photo`` file, and ``k``, ``where``
-    (repeatable COL=VALUE), ``min_price``, ``max_price``, ``in_stock`` fields) or like a catalogue
-    item (JSON: ``item_id``, ``k`` and the same filters, ``where`` as an object), best first."""
+    (repeatable COL=VALUE), ``min_price``, ``max_price``, ``in_stock``, ``same``, ``vary``,
+    ``steer`` fields) or like a catalogue item (JSON: ``item_id``, ``k`` and the same filters,
+    ``where`` and ``steer`` as objects), best first."""
     ss = server_of(request).ss
     if media_type(request) == "application/json":
         query = validated(SearchByItem, await request.body())
-        hits = await run_in_threadpool(ss.search, item=query.item_id, k=query.k, filters=query.filters(ss))
+        hits = await run_in_threadpool(ss.search, item=query.item_id, k=query.k, filters=query.filters(ss),
+                                       steer=query.weights())
         return {"items": [hit_json(h) for h in hits]}
     params, photo = await read_form(request, SearchForm, photo_required=True)
     filters = query_filters(ss, params.where, params.min_price, params.max_price, params.in_stock)
-    hits = await run_in_threadpool(ss.search, photo, k=params.k, filters=filters)
+    hits = await run_in_threadpool(ss.search, photo, k=params.k, filters=filters, steer=params.weights())
     return {"items": [hit_json(h) for h in hits]}
 
 
@@ -125,10 +145,14 @@ async def similar(
     min_price: float | None = None,
     max_price: float | None = None,
     in_stock: bool = False,
+    same: Same = None,
+    vary: Vary = None,
+    steer: SteerQ = None,
 ) -> dict[str, Any]:
-    """Products that look most like a catalogue item (never the item itself), best first."""
+    """Products that look most like a catalogue item (never the item itself), best first;
+    ``same`` / ``vary`` / ``steer`` steer by the adapter's parts ("same cut, other colours")."""
     ss = server_of(request).ss
-    hits = await run_in_threadpool(ss.search, item=item_id, k=k,
+    hits = await run_in_threadpool(ss.search, item=item_id, k=k, steer=steering(same, vary, steer),
                                    filters=query_filters(ss, where, min_price, max_price, in_stock))
     return {"items": [hit_json(h) for h in hits]}
 

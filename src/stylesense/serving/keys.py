@@ -162,7 +162,7 @@ class KeyStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        KeyBase.metadata.create_all(engine)
+        # its tables: make_engine's migrations (stylesense.migrations)
         # Active keys checked under one stamp of the table: (stamp, key id -> (hash, info)).
         # Replaced whole when the stamp changes, so a reader sees one generation or the next.
         self._known: tuple[tuple[int, int] | None, dict[str, tuple[str, KeyInfo]]] = (None, {})

@@ -1,19 +1,32 @@
 """Search by photo: upload one, take one, or start from a catalogue item; crop the region to
-search; filters apply inside the search; any result starts the next search."""
+search; filters apply inside the search; any result starts the next search, plain or steered
+("Same cut, other colours", "Same colour") where the home's adapter has shape and colour parts."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from stylesense.ui.common import PHOTO_TYPES, PHOTO_UPLOAD_MB, Card, catalogue_facets, filter_panel, guard, home, show_cards, thumbnail
+from stylesense.vision.adapter import steering
 from stylesense.vision.images import crop, thumbnail_jpeg
 
 st.title("Search by photo")
 
+# steering mode -> (same, vary) for vision.adapter.steering
+STEERS = {"Plain": (None, None), "Same cut, other colours": ("shape", "colour"), "Same colour": ("colour", "shape")}
 
-def _search_from(card: Card) -> None:
+
+def _search_from(card: Card, steer: str = "Plain") -> None:
     st.session_state["search_item"] = card.item_id
     st.session_state["search_source"] = "A catalogue item"
+    st.session_state["search_steer"] = steer
+
+
+def _actions(steerable: bool) -> list:
+    """A button per way to search from a result: plain, and the steered ones where they work."""
+    modes = list(STEERS) if steerable else ["Plain"]
+    labels = {"Plain": "More like this"}
+    return [(labels.get(m, m), lambda card, m=m: _search_from(card, m)) for m in modes]
 
 
 with guard():
@@ -45,13 +58,16 @@ with guard():
         elif item is not None and (data := thumbnail(ss, item)) is not None:
             st.image(data, caption=f"item {item}", width=220, alt=f"item {item}")
         k = st.slider("results", 4, 48, 12, step=4, key="search_k")
+        steerable = ss.adapter is not None and ss.adapter.steerable
+        mode = st.radio("Steer", list(STEERS), key="search_steer", horizontal=True) if steerable else "Plain"
         filters = filter_panel(ss, found, "search")
     with right:
         if photo is None and item is None:
             st.info("Upload a photo, take one, or give a catalogue item's id.")
         else:
-            hits = ss.search(photo, k=k, filters=filters) if photo is not None else \
-                ss.search(item=item, k=k, filters=filters)
-            st.subheader(f"{len(hits)} most similar products")
-            cards = [Card(h.item_id, h.attrs, f"similarity {h.score:.3f}") for h in hits]
-            show_cards(ss, cards, found.roles, key="hits", actions=[("More like this", _search_from)], columns=3)
+            steer = steering(*STEERS[mode])
+            hits = ss.search(photo, k=k, filters=filters, steer=steer) if photo is not None else \
+                ss.search(item=item, k=k, filters=filters, steer=steer)
+            st.subheader(f"{len(hits)} most similar products" + ("" if mode == "Plain" else f": {mode.lower()}"))
+            cards = [Card(h.item_id, h.attrs, f"{'score' if steer else 'similarity'} {h.score:.3f}") for h in hits]
+            show_cards(ss, cards, found.roles, key="hits", actions=_actions(steerable), columns=3)
