@@ -286,6 +286,7 @@ def pages(photo: Path, users: list[str]) -> list[Page]:
         Page("clusters", "clusters", "estimated number of clusters", "another cluster", clusters),
         Page("duplicates", "duplicates", "Find near-duplicates", "find pairs", duplicates),
         Page("catalogue", "catalogue", "Catalogue CSV"),
+        Page("experiments", "experiments", "Start an experiment"),
     ]
 
 
