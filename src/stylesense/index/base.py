@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stylesense.errors import InvalidInput
+from stylesense.errors import InvalidInput, NotReady
 
 from .filters import Filter, ItemScalars
 
@@ -102,3 +102,26 @@ def as_id(id_: object) -> int | None:
         return int(np.asarray([id_], dtype=np.int64)[0])
     except (TypeError, ValueError, OverflowError):
         return None
+
+
+class DatabaseIndex(VectorIndex):
+    """An index kept in a database (pgvector's table, Milvus's collection), opened by name:
+    its dimension is read back from there, and a new one starts empty."""
+
+    @abstractmethod
+    def _stored_dim(self) -> int | None:
+        """The stored vectors' dimension; None where nothing is stored under this name yet."""
+
+    def _attach(self, dim: int | None, missing: str) -> None:
+        """Take the stored dimension (or ``dim`` for a new index, built empty); NotReady with
+        ``missing`` when neither exists."""
+        found = self._stored_dim()
+        if dim is None and found is None:
+            raise NotReady(missing)
+        self.dim = int(dim if dim is not None else found)  # type: ignore[arg-type]
+        if found is None:  # a new index starts empty
+            self.build(np.empty(0, np.int64), np.empty((0, self.dim), np.float32))
+
+    def exists(self) -> bool:
+        """Whether it has been built (with this index's dimension)."""
+        return self._stored_dim() == self.dim

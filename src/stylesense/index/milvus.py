@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from stylesense.errors import InvalidInput, NotFound, NotReady
+from stylesense.errors import InvalidInput, NotFound
 
-from .base import VectorIndex, as_id
+from .base import DatabaseIndex, as_id
 from .exact import empty_results
 from .filters import Filter, ItemScalars, accepted
 
@@ -48,7 +48,7 @@ def is_lite(uri: str) -> bool:
     return "://" not in uri
 
 
-class MilvusIndex(VectorIndex):
+class MilvusIndex(DatabaseIndex):
     """An index in a Milvus collection; ``dim`` None: read it from the collection."""
 
     kind = "milvus"
@@ -60,15 +60,7 @@ class MilvusIndex(VectorIndex):
         self.uri = uri
         self.collection = collection
         self.client = client if client is not None else connect(uri, token)
-        found = self._collection_dim()
-        if dim is None and found is None:
-            raise NotReady(f"no Milvus index yet in collection {collection!r}: build one (stylesense index build)")
-        self.dim = int(dim if dim is not None else found)  # type: ignore[arg-type]
-        if found is None:  # a new index starts empty
-            self.build(np.empty(0, np.int64), np.empty((0, self.dim), np.float32))
-
-    def exists(self) -> bool:
-        return self._collection_dim() == self.dim
+        self._attach(dim, f"no Milvus index yet in collection {collection!r}: build one (stylesense index build)")
 
     # --- writes -------------------------------------------------------------------------------
     def build(self, ids: np.ndarray, vectors: np.ndarray, scalars: Sequence[ItemScalars] | None = None) -> None:
@@ -163,7 +155,7 @@ class MilvusIndex(VectorIndex):
         key = as_id(id_)
         return key is not None and bool(self.client.get(self.collection, ids=[key], output_fields=["id"]))
 
-    def _collection_dim(self) -> int | None:
+    def _stored_dim(self) -> int | None:
         if not self.client.has_collection(self.collection):
             return None
         for field in self.client.describe_collection(self.collection)["fields"]:

@@ -33,9 +33,9 @@ import numpy as np
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from stylesense.errors import InvalidInput, NotFound, NotReady
+from stylesense.errors import InvalidInput, NotFound
 
-from .base import VectorIndex, as_id
+from .base import DatabaseIndex, as_id
 from .exact import empty_results
 from .filters import Filter, ItemScalars, accepted
 
@@ -66,7 +66,7 @@ def pg_url(url: str) -> str:
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
-class PgVectorIndex(VectorIndex):
+class PgVectorIndex(DatabaseIndex):
     """An index in a Postgres table with pgvector; ``dim`` None: read it from the table."""
 
     kind = "pgvector"
@@ -79,16 +79,7 @@ class PgVectorIndex(VectorIndex):
         self.ef_search = ef_search
         self.filtered_ef_search = filtered_ef_search
         self.engine = engine or connect(url)
-        found = self._table_dim()
-        if dim is None and found is None:
-            raise NotReady(f"no pgvector index yet in table {table!r}: build one (stylesense index build)")
-        self.dim = int(dim if dim is not None else found)  # type: ignore[arg-type]
-        if found is None:  # a new index starts empty
-            self.build(np.empty(0, np.int64), np.empty((0, self.dim), np.float32))
-
-    def exists(self) -> bool:
-        """Whether the table has been built (with this index's dimension)."""
-        return self._table_dim() == self.dim
+        self._attach(dim, f"no pgvector index yet in table {table!r}: build one (stylesense index build)")
 
     # --- writes -------------------------------------------------------------------------------
     def build(self, ids: np.ndarray, vectors: np.ndarray, scalars: Sequence[ItemScalars] | None = None) -> None:
@@ -199,7 +190,7 @@ class PgVectorIndex(VectorIndex):
         with self.engine.connect() as conn:
             return conn.execute(text(f"SELECT 1 FROM {self.table} WHERE id = :id"), {"id": key}).first() is not None
 
-    def _table_dim(self) -> int | None:
+    def _stored_dim(self) -> int | None:
         """The table's vector dimension (its column's type modifier), None when there is no table."""
         with self.engine.connect() as conn:
             return conn.execute(text(
