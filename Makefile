@@ -39,7 +39,7 @@ java:
 
 # The tests, then each atheris harness for FUZZ_SECONDS (fuzz/run.py; exit 1 on a finding).
 test: setup chromium java
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -rs
 	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 fuzz: setup
