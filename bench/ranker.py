@@ -40,11 +40,11 @@ SINGLE = ["popular", "trending", "repurchase", "itemknn", "als", "bpr", "ease", 
 KEYS = ("recall_at_k", "map_at_k", "ndcg_at_k", "hit_rate_at_k", "hits", "fit_seconds")
 
 
-def evaluate(ss, name: str, tuned: bool, protocol: str | None = None, test_days: float | None = None,
-             shoppers=None) -> dict:
+def evaluate(ss, name: str, tuned: bool, protocol: str | None = None, test_days: float | None = None) -> dict:
     """Every model and the ranker on one split (default: the data set's main one); the fitted
-    ranker's candidate recall per source on the test, importances and report. ``shoppers``:
-    shopper attributes handed to the ranker (the H&M customers' ages)."""
+    ranker's candidate recall per source on the test, importances and report. The ranker reads
+    the home's shopper profiles as `stylesense train` does (H&M: its customers.csv, imported by
+    ``import_profiles``)."""
     from stylesense.evaluation.recommenders import run_protocol
     from stylesense.evaluation.splits import split
     from stylesense.recommenders import Interactions
@@ -56,8 +56,6 @@ def evaluate(ss, name: str, tuned: bool, protocol: str | None = None, test_days:
     if name == "movielens":
         singles = [m for m in singles if m != "visual"]
     ranker = b._build("ranker", b.tuned_params("ranker", protocol) if tuned else {}, protocol)
-    if shoppers is not None:
-        ranker.with_shoppers(shoppers)
     specs = {**b._factories(singles + ["blend"], protocol, tuned), "ranker": ranker}
     events, seen = b._all_events(), b.exclude_seen
     started = time.perf_counter()
@@ -95,16 +93,12 @@ def evaluate(ss, name: str, tuned: bool, protocol: str | None = None, test_days:
     }
 
 
-def customers(name: str):
-    """The H&M customers' numeric attributes (age, ...), by customer id: what a shop knows of
-    its shoppers beside their events; None elsewhere."""
-    if name != "hm":
-        return None
-    import pandas as pd
-
-    path = SETS["hm"][1].parent / "customers.csv"
-    table = pd.read_csv(path, dtype={"customer_id": str}).set_index("customer_id")
-    return table[["age", "FN", "Active"]]
+def import_profiles(ss, name: str) -> None:
+    """The H&M customers' attributes (age, ...) into the home's shopper profiles, as
+    `stylesense users import --preset hm customers.csv` does: what a shop knows of its
+    shoppers beside their events. Re-importing changes nothing."""
+    if name == "hm":
+        ss.behaviour.import_profiles(SETS["hm"][1].parent / "customers.csv", id_column="customer_id")
 
 
 def serving(ss, users: int, tuned: bool) -> dict:
@@ -186,6 +180,7 @@ def main() -> int:
     with threadpool_limits(args.threads):
         for name in names:
             ss = home_for(name, args.threads)
+            import_profiles(ss, name)
             if args.serving_only:
                 load = os.getloadavg()[0]
                 results["hm"] = earlier["hm"]
@@ -193,7 +188,7 @@ def main() -> int:
                                                     "loadavg_before": round(load, 2),
                                                     "loadavg_after": round(os.getloadavg()[0], 2)}
                 continue
-            runs = {"main": evaluate(ss, name, not args.defaults, shoppers=customers(name))}
+            runs = {"main": evaluate(ss, name, not args.defaults)}
             if name == "movielens":  # the ranker's own kind of question: the next weeks
                 runs["temporal"] = evaluate(ss, name, not args.defaults, "temporal", 28)
             if name == "hm":

@@ -18,6 +18,7 @@ import csv
 import difflib
 import io
 import threading
+from datetime import datetime
 from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +33,7 @@ from stylesense.concurrency import ReadWriteLock, Stamp, file_stamp
 from stylesense.errors import InvalidInput, NotReady
 from stylesense.events import EventStore, ImportCounts, NewEvent
 from stylesense.events.store import event_rules
+from stylesense.events.users import ProfileImportReport, UserStore
 from stylesense.home import Config, damaged
 from stylesense.inputs import check_id
 from stylesense.recommenders import MODELS, load_recommender, make_recommender
@@ -89,6 +91,17 @@ class Behaviour:
         """Event type -> implicit-feedback weight; negative feedback is always known, at 0
         (homes whose table was saved before it existed get it too)."""
         return {**(self.ss.config.event_weights or DEFAULT_WEIGHTS), **dict.fromkeys(NEGATIVE_TYPES, 0.0)}
+
+    @property
+    def users(self) -> UserStore:
+        """Shoppers' profiles (Gorse's users; attributes from ``import_profiles``)."""
+        return UserStore(self.ss.store.engine)
+
+    def import_profiles(self, path: str | Path, *, id_column: str = "user_id", encoding: str = "utf-8") -> ProfileImportReport:
+        """Shoppers' attributes from a CSV (see ``UserStore.import_csv``): the ranker's
+        features and age segments from its next training; a shopper with a profile and no
+        events is then recommended their segment's best sellers."""
+        return self.users.import_csv(path, id_column, encoding)
 
     @property
     def events(self) -> EventStore:
@@ -224,6 +237,8 @@ class Behaviour:
             model.with_vectors([ids[int(p)] for p in pks], self.ss.to_vectors(raw))  # type: ignore[attr-defined]
         if getattr(model, "reads_catalogue", False):  # the ranker: photos, attributes, product groups
             model.with_catalogue(self._catalogue())  # type: ignore[attr-defined]
+        if getattr(model, "reads_shoppers", False):  # ... and the shoppers' profiles (age, ...)
+            model.with_shoppers(self.users.attributes())  # type: ignore[attr-defined]
         return model
 
     def _catalogue(self, after: int = 0) -> Any:
@@ -283,6 +298,7 @@ class Behaviour:
         from stylesense.recommenders import Interactions
         from stylesense.recommenders.engines import on_engine
 
+        profiles_at = self.users.last_change()  # before the profiles are read: none is missed
         # first: a typo in a parameter is the first thing to hear
         model = on_engine(self._untrained(name, params), engine, spark_master)
         events = self._all_events()
@@ -290,7 +306,8 @@ class Behaviour:
         start = perf_counter()
         model.fit(data)
         seconds = perf_counter() - start
-        model.meta = {"applied_pk": int(events["pk"].max())}
+        model.meta = {"applied_pk": int(events["pk"].max()),
+                      "profiles_at": None if profiles_at is None else profiles_at.isoformat()}
         path = self.model_path(name)
         model.save(path)
         if self.published is not None:
@@ -330,12 +347,28 @@ class Behaviour:
                 with self._models_lock.writing():
                     model.update(_positive(newer))
                     model.meta["applied_pk"] = int(newer["pk"].max())
+            if getattr(model, "reads_shoppers", False):
+                self._catch_up_profiles(model)
             # products imported since: the ranker ranks them from their content, no retrain
             if getattr(model, "reads_catalogue", False) and self.ss.store.items_after(model.catalogue_version, 1):
                 added = self._catalogue(after=model.catalogue_version)
                 with self._models_lock.writing():
                     model.add_items(added)  # type: ignore[attr-defined]
         return model
+
+    def _catch_up_profiles(self, model: Recommender) -> None:
+        """Hand ``model`` the profiles written since it last read them (one indexed query
+        when none was): a shopper who signs up with an age is recommended their segment's
+        best sellers from the next request, without a retrain."""
+        changed = self.users.last_change()
+        seen = model.meta.get("profiles_at")
+        since = None if seen is None else datetime.fromisoformat(seen)
+        if changed is None or (since is not None and changed <= since):
+            return
+        table = self.users.attributes(since=since)
+        with self._models_lock.writing():
+            model.update_shoppers(table)  # type: ignore[attr-defined]
+            model.meta["profiles_at"] = changed.isoformat()
 
     # -- recommend ---------------------------------------------------------------------
     def recommendable(self, item_ids: np.ndarray) -> np.ndarray | None:

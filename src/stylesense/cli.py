@@ -85,6 +85,19 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _exit_on_bad(problems: list[str], footer: str | None = None) -> None:
+    """List the first 20 ``problems`` (bad input rows) and exit with status 1, if there are any."""
+    if not problems:
+        return
+    for line in problems[:20]:
+        err.print(f"  {line}", highlight=False)
+    if len(problems) > 20:
+        err.print(f"  ... and {len(problems) - 20} more")
+    if footer:
+        err.print(footer)
+    raise typer.Exit(1)
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(), console=err, transient=True)
@@ -127,13 +140,8 @@ def catalog_import(
     not a number in a numeric column): both are listed, and written to the report file."""
     report = _import(_open(), csv_path, images, id_column, encoding, preset=preset)
     problems = sorted(report.bad + report.warnings, key=lambda b: b.row)
-    if problems:
-        for b in problems[:20]:
-            err.print(f"  row {b.row} (id {b.item_id or '-'}): {b.reason}", highlight=False)
-        if len(problems) > 20:
-            err.print(f"  ... and {len(problems) - 20} more")
-        err.print(f"problem rows written to {report.report_path}")
-        raise typer.Exit(1)
+    _exit_on_bad([f"row {b.row} (id {b.item_id or '-'}): {b.reason}" for b in problems],
+                 f"problem rows written to {report.report_path}")
 
 
 def _import(ss: StyleSense, csv_path: Path, images: str | None, id_column: str | None, encoding: str = "utf-8",
@@ -353,12 +361,7 @@ def events_import(
         _fail(str(e))
     out.print(f"{report.rows} rows: {report.inserted} imported, {report.duplicates} already stored, "
               f"{len(report.bad)} failed")
-    if report.bad:
-        for b in report.bad[:20]:
-            err.print(f"  line {b.row}: {b.reason}", highlight=False)
-        if len(report.bad) > 20:
-            err.print(f"  ... and {len(report.bad) - 20} more")
-        raise typer.Exit(1)
+    _exit_on_bad([f"line {b.row}: {b.reason}" for b in report.bad])
 
 
 @events_app.command("add")
@@ -376,6 +379,32 @@ def events_add(
                                          impression_id=impression_id)
     out.print(f"recorded {event_type} of {item} by {user}" if stored else
               f"already recorded: this {event_type} of {item} by {user} at this very time")
+
+
+users_app = typer.Typer(help="Shoppers' profiles: import their attributes (age, ...).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("import")
+def users_import(
+    csv_path: Annotated[Path, typer.Argument(metavar="CSV", help="One row per shopper, e.g. H&M's customers.csv.")],
+    preset: Annotated[Optional[str], typer.Option(help="Column layout of a public data set: hm (customers.csv).")] = None,
+    id_column: Annotated[Optional[str], typer.Option(help="Column holding the shopper id [default: user_id].")] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding of the file.")] = "utf-8",
+) -> None:
+    """Import shoppers' attributes; the ranker reads them (features, age segments) from its next
+    training, and a shopper with a profile but no events gets their segment's best sellers."""
+    from stylesense.events.users import PROFILE_PRESETS
+
+    if preset is not None and preset not in PROFILE_PRESETS:
+        _fail(f"unknown preset {preset!r}; known: {', '.join(PROFILE_PRESETS)}")
+    column = id_column or (PROFILE_PRESETS[preset] if preset else "user_id")
+    try:
+        report = _open().behaviour.import_profiles(csv_path, id_column=column, encoding=encoding)
+    except OSError as e:
+        _fail(str(e))
+    out.print(f"{report.rows} rows: {report.stored} profiles stored ({report.new} new), {len(report.bad)} failed")
+    _exit_on_bad([f"line {b.row}: {b.reason}" for b in report.bad])
 
 
 @events_app.command("weights")

@@ -14,12 +14,15 @@ labels again (see :func:`label_problem`).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, select
+import pandas as pd
+
+from sqlalchemy import JSON, DateTime, Integer, String, Text, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -42,7 +45,7 @@ class UserRow(UserBase):
     labels: Mapped[Any] = mapped_column(JSON, nullable=True)
     comment: Mapped[str] = mapped_column(Text, default="")
     subscribe: Mapped[list] = mapped_column(JSON, default=list)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)  # ix_users_updated_at
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ def label_problem(labels: Any) -> str | None:
         return "a list of labels must hold only strings or only finite numbers"
     if isinstance(labels, dict):
         return next((f"label {name!r}: {p}" for name, v in labels.items() if (p := label_problem(v))), None)
+    if isinstance(labels, float):
+        return f"a number label must be finite, not {labels}"
     return f"a label must be text, a number, a list or an object, not {type(labels).__name__}"
 
 
@@ -177,3 +182,79 @@ class UserStore:
             if row is not None:
                 s.delete(row)
             return row is not None
+
+    def last_change(self) -> datetime | None:
+        """When a profile was last written (None: none is stored): one query on an index."""
+        with self.engine.connect() as c:
+            return _aware(c.scalar(select(func.max(UserRow.updated_at))))
+
+    def attributes(self, since: datetime | None = None) -> pd.DataFrame:
+        """The profiles' attributes, indexed by user id: one column per name of the labels
+        objects (``{"age": 34, "club": "ACTIVE"}``), for profiles written at or after
+        ``since`` (None: all). Labels that are no object (a Gorse tag list) name no attribute."""
+        query = select(UserRow.user_id, UserRow.labels)
+        if since is not None:
+            query = query.where(UserRow.updated_at >= since)
+        with self.engine.connect() as c:
+            rows = [(u, labels) for u, labels in c.execute(query) if isinstance(labels, dict)]
+        table = pd.DataFrame([{k: v for k, v in labels.items() if not isinstance(v, (list, dict))}
+                              for _, labels in rows], index=pd.Index([u for u, _ in rows], dtype=object))
+        return table
+
+    def import_csv(self, path: str | Path, id_column: str = "user_id", encoding: str = "utf-8") -> "ProfileImportReport":
+        """Shoppers' attributes from a CSV (one row per shopper, e.g. H&M's customers.csv):
+        each row's non-empty cells join the labels object of that shopper's profile (numbers
+        as numbers), keeping labels the file does not name; a profile whose labels are no
+        object (a Gorse tag list) has them replaced. Bad rows are reported, the rest stored."""
+        from stylesense.catalog.csvtable import BadRow, column_types, read_table, typed
+
+        table = read_table(Path(path), id_column, encoding)
+        types = column_types(table)
+        bad: list[BadRow] = list(table.bad)
+        given: dict[str, dict[str, Any]] = {}
+        for line, values in table.rows:
+            user_id = values[id_column]
+            labels, _ = typed(values, types, {id_column})  # a cell that is no number stays out
+            try:
+                given[check_id(user_id, "user id")] = check_labels(labels, f"row of user {user_id!r}")
+            except InvalidInput as e:
+                bad.append(BadRow(line, user_id, str(e)))
+        new = 0
+        ids = list(given)
+        now = datetime.now(timezone.utc)
+        for start in range(0, len(ids), IMPORT_CHUNK):
+            part = ids[start : start + IMPORT_CHUNK]
+            # read and write in one transaction, rows locked where the database can: labels
+            # another writer changes meanwhile are not lost
+            with Session(self.engine) as s, s.begin():
+                rows = {r.user_id: r for r in s.scalars(
+                    select(UserRow).where(UserRow.user_id.in_(part)).with_for_update())}
+                new += len(part) - len(rows)
+                for user_id in part:
+                    row = rows.get(user_id) or UserRow(user_id=user_id, comment="", subscribe=[])
+                    row.labels = {**(row.labels if isinstance(row.labels, dict) else {}), **given[user_id]}
+                    row.updated_at = now
+                    s.add(row)
+        return ProfileImportReport(len(table.rows) + len(table.bad), len(ids), new, sorted(bad, key=lambda b: b.row))
+
+
+IMPORT_CHUNK = 5_000  # profiles read and written per transaction of an import
+PROFILE_PRESETS = {"hm": "customer_id"}  # data set -> its shopper id column
+
+
+@dataclass(frozen=True)
+class ProfileImportReport:
+    """What ``import_csv`` did: data rows read, profiles stored (``new`` of them new), bad rows."""
+
+    rows: int
+    stored: int
+    new: int
+    bad: list[Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "stored": self.stored, "new": self.new, "bad": [b.to_dict() for b in self.bad]}
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    """SQLite gives back naive times: they were written in UTC."""
+    return t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t

@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-HEAD = "0003"
+HEAD = "0004"
 """The newest revision (tests/test_postgres_migrations.py checks it against ``versions/``):
 a constant, so that opening an up-to-date database costs one query, not a scan of the scripts."""
 

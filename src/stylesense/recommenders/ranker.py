@@ -27,7 +27,12 @@ Catalogue: ``with_catalogue(Catalogue(...))`` hands over image vectors, the attr
 and which column is the product group (a home does it: ``Behaviour`` reads its catalogue);
 ``add_items`` appends products imported after the fit, whose content (vector, group,
 attributes) is all the visual, new and group sources and the content features need, so they
-can be recommended at once. Shopper attributes (age, ...) come with ``with_shoppers(table)``.
+can be recommended at once.
+
+Shoppers: ``with_shoppers(table)`` hands over their attributes (a home reads its shoppers'
+profiles: age, ...): numeric columns become features, ``age`` the age-band segment. A shopper
+with a profile and no events yet is ranked by the same sources and boosters from the profile
+alone (the segment's best sellers lead); ``update_shoppers`` takes profiles written after the fit.
 
 Real time: ``update`` events join the shopper's history (with their times) and go to the
 candidate models, so the next recommendation reflects them; item sales stay those of the fit.
@@ -47,7 +52,8 @@ import pandas as pd
 from scipy import sparse
 
 from stylesense.errors import InvalidInput
-from stylesense.recommenders.base import Recommender
+from stylesense.recommenders.base import Recommendation, Recommender
+from stylesense.recommenders.base import _rank as top_of
 from stylesense.recommenders.data import Interactions, epoch_seconds
 from stylesense.recommenders.ranking.candidates import (
     MODEL_SOURCES, SOURCES, Found, Shopper, SourceParams, generate, recent_with_photo,
@@ -62,6 +68,7 @@ DEFAULT_SOURCES = "repurchase,group,visual,new,itemknn,als,ease,popular,segment"
 # items fits in 0.2 s instead of 17 s (10,000) on the H&M sample, and is fitted once per window;
 # over ALS and item-kNN it still reached 8 more test purchases there (10,000 items: 5 more).
 COMPONENT_DEFAULTS: dict[str, dict[str, Any]] = {"ease": {"max_items": 2000}}
+SEGMENT_REASON = "popular with shoppers of your age"
 RRF_K = 60.0  # reciprocal-rank fusion of the sources, where no booster could be trained
 
 
@@ -71,6 +78,7 @@ class Ranker(Recommender):
     name = "ranker"
     updatable = True
     reads_catalogue = True  # Behaviour hands over the home's catalogue (with_catalogue, add_items)
+    reads_shoppers = True  # ... and its shoppers' profiles (with_shoppers, update_shoppers)
     defaults: dict[str, Any] = {
         "sources": DEFAULT_SOURCES,
         "candidates": 100,  # per source
@@ -163,6 +171,10 @@ class Ranker(Recommender):
         self.fitted_items = data.n_items  # the candidate models' universe (add_items appends past it)
         self.catalogue_version = self._catalogue.version if self._catalogue is not None else 0
         self._shoppers = Shoppers.build(data.users, self._shopper_table)
+        self._profiled: dict[str, int] = {}  # shoppers known by a profile alone -> their row of:
+        self._profiles = self._shoppers.rows([], None)
+        if self._shopper_table is not None:
+            self._profile(self._shopper_table)
         self.names = feature_names(self.sources, self._content.columns, self._shoppers.columns)
         self.end = log_end(data.ts)
         span = round(p["window_days"] * DAY)
@@ -255,7 +267,50 @@ class Ranker(Recommender):
         self._rest = (0.5 * key / (key.max() + 1.0)).astype(np.float32)
         self.popularity = self._rest.copy()
 
+    def update_shoppers(self, table: pd.DataFrame) -> int:
+        """Profiles written since the fit (a table indexed by user id, as ``with_shoppers``):
+        known users' attribute features change, users without events are remembered for
+        their first request. Returns how many rows were read."""
+        if table is None or table.empty or not self._shoppers.columns:
+            return 0
+        ids = table.index.astype(str)
+        at = np.array([self.user_index.get(i, -1) for i in ids], np.int64)
+        if (at >= 0).any():
+            grown = self._shoppers.grown(len(self.user_ids))
+            self._shoppers = grown.replaced(at[at >= 0], grown.rows(ids[at >= 0], table))
+            self._snap.shoppers = self._shoppers
+        self._profile(table.loc[at < 0])
+        return len(ids)
+
+    def _profile(self, table: pd.DataFrame) -> None:
+        """Remember the rows of ``table`` whose users have no events (the rest have theirs)."""
+        ids = [i for i in dict.fromkeys(table.index.astype(str)) if i not in self.user_index]
+        if not ids or not self._shoppers.columns:
+            return
+        rows = self._shoppers.rows(ids, table)
+        old = np.array([self._profiled.get(i, -1) for i in ids], np.int64)
+        profiles = self._profiles.replaced(old[old >= 0], rows.take(np.flatnonzero(old >= 0)))
+        fresh = np.flatnonzero(old < 0)
+        for j, i in enumerate(fresh.tolist()):
+            self._profiled[ids[i]] = len(profiles.band) + j
+        self._profiles = profiles.appended(rows.take(fresh))
+
     # -- scoring ----------------------------------------------------------------------------
+    def recommend(self, user: str, k: int = 10, *, exclude_seen: bool = True, allowed: np.ndarray | None = None,
+                  nameable: np.ndarray | None = None) -> list[Recommendation]:
+        """As every model's; a shopper known only by a profile is ranked from it (the
+        sources and boosters over an empty history: their segment's best sellers lead)."""
+        at = self._profiled.get(str(user)) if str(user) not in self.user_index else None
+        if at is None:
+            return super().recommend(user, k, exclude_seen=exclude_seen, allowed=allowed, nameable=nameable)
+        shopper = Shopper(len(self.user_ids), History.empty(), sparse.csr_matrix((1, self.data.n_items), dtype=np.float32),
+                          self.now, session=True, attrs=self._profiles.take(np.array([at])))
+        idx, val = top_of(self._rank([shopper]), k, allowed)
+        band = int(shopper.attrs.band[0])
+        liked = set(self._snap.by_band[band][0].tolist()) if band in self._snap.by_band else set()
+        return [Recommendation(str(self.item_ids[i]), float(v), SEGMENT_REASON if i in liked else None)
+                for i, v in zip(idx[0].tolist(), val[0].tolist()) if np.isfinite(v)]
+
     def _shopper(self, user: int, row: sparse.csr_matrix) -> Shopper:
         history = self._snap.history(user).plus(self._live.get(user, History.empty()))
         return Shopper(user, history, row, self.now)
@@ -360,7 +415,12 @@ class Ranker(Recommender):
                           price[part].astype(np.float32))
             self._live[u] = self._live.get(u, History.empty()).plus(new)
         self.now = max(self.now, int(ts.max()))
+        first = len(self._shoppers.band)
         self._shoppers = self._shoppers.grown(len(self.user_ids))
+        profiled = [(u, self._profiled[uid]) for u, uid in enumerate(self.user_ids[first:], first) if uid in self._profiled]
+        if profiled:  # a shopper known by a profile alone until this first event
+            at, rows = np.array(profiled, np.int64).T
+            self._shoppers = self._shoppers.replaced(at, self._profiles.take(rows))
         self._snap.shoppers = self._shoppers
         for model in self._snap.components.values():
             # the ranker's new users first, in its order: a user whose events are all on items
@@ -408,6 +468,9 @@ class Ranker(Recommender):
             **{f"content_{k}": v for k, v in self._content.to_arrays().items()},
             "shopper_columns": np.asarray(self._shoppers.columns, dtype=str),
             "shopper_values": self._shoppers.values, "shopper_band": self._shoppers.band,
+            "profile_ids": np.asarray(list(self._profiled), dtype=str),
+            "profile_rows": np.asarray(list(self._profiled.values()), np.int64),
+            "profile_values": self._profiles.values, "profile_band": self._profiles.band,
             "scorer": np.asarray([] if self._scorer is None else self._scorer.texts, dtype=str),
             "report": np.asarray(json.dumps(self.report)),
             "times": np.asarray([self.end, self.now, self.catalogue_version, self.fitted_items], np.int64),
@@ -422,6 +485,11 @@ class Ranker(Recommender):
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         self._content = Content.from_arrays({k[8:]: v for k, v in state.items() if k.startswith("content_")})
         self._shoppers = Shoppers(state["shopper_columns"].tolist(), state["shopper_values"], state["shopper_band"])
+        n = len(self._shoppers.columns)  # models saved before profiles were kept have none
+        self._profiles = Shoppers(self._shoppers.columns, state.get("profile_values", np.zeros((0, n), np.float32)),
+                                  state.get("profile_band", np.zeros(0, np.int64)))
+        self._profiled = dict(zip(state.get("profile_ids", np.zeros(0, str)).tolist(),
+                                  state.get("profile_rows", np.zeros(0, np.int64)).tolist()))
         texts = [str(t) for t in np.atleast_1d(state["scorer"])]
         self._scorer = Scorer(texts, self.params["threads"]) if texts else None
         self.report = json.loads(str(state["report"]))

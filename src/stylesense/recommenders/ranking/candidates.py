@@ -27,7 +27,7 @@ import numpy as np
 from scipy import sparse
 
 from stylesense.recommenders.base import _top_k
-from stylesense.recommenders.ranking.snapshot import DAY, History, Snapshot
+from stylesense.recommenders.ranking.snapshot import DAY, History, Shoppers, Snapshot
 
 SOURCES = ("repurchase", "group", "visual", "new", "itemknn", "als", "ease", "gru4rec", "popular", "segment")
 MODEL_SOURCES = ("itemknn", "als", "ease", "gru4rec")  # registered models fitted per snapshot
@@ -38,13 +38,15 @@ Found = dict[str, tuple[np.ndarray, np.ndarray]]  # source -> (items, scores), b
 @dataclass(frozen=True)
 class Shopper:
     """One query: the user index (``session`` True: a history that belongs to nobody), their
-    events oldest first (training and live), their history row over the items, and ``now``."""
+    events oldest first (training and live), their history row over the items, and ``now``.
+    ``attrs``: the attributes (one row) of a shopper the model knows only by a profile."""
 
     user: int
     history: History
     row: sparse.csr_matrix
     now: int
     session: bool = False
+    attrs: Shoppers | None = None
 
     def decayed(self, half_life_days: float) -> np.ndarray:
         """Each event's weight times ``0.5 ** (age / half_life)``."""
@@ -185,7 +187,7 @@ def main_category(snap: Snapshot, s: Shopper, p: SourceParams) -> int:
 
 
 def segment(snap: Snapshot, s: Shopper, p: SourceParams) -> tuple[np.ndarray, np.ndarray]:
-    band = snap.shoppers.band[s.user] if not s.session and s.user < len(snap.shoppers.band) else -1
+    band = snap.shoppers.of(s)[1]
     if band >= 0 and band in snap.by_band:
         items, score = snap.by_band[band]
     else:

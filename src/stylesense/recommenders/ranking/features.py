@@ -73,8 +73,7 @@ def _shopper(snap: Snapshot, s: Shopper) -> np.ndarray:
                priced.mean() if len(priced) else np.nan, priced.std() if len(priced) > 1 else np.nan]
     else:
         own = [0.0, 0.0, np.nan, np.nan, 0.0, np.nan, np.nan]
-    attrs = snap.shoppers.values[s.user] if not s.session and s.user < len(snap.shoppers.values) else \
-        np.full(len(snap.shoppers.columns), np.nan, np.float32)
+    attrs = snap.shoppers.of(s)[0]
     return np.concatenate([np.asarray(own, np.float32), attrs.astype(np.float32)])
 
 

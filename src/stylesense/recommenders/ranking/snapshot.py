@@ -11,8 +11,9 @@ users and items without events before ``now`` simply have none.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,9 @@ from scipy import sparse
 from stylesense.recommenders.base import Recommender, _top_k
 from stylesense.recommenders.data import Interactions
 from stylesense.recommenders.ranking.content import Content
+
+if TYPE_CHECKING:
+    from stylesense.recommenders.ranking.candidates import Shopper
 
 DAY = 86_400
 WEEK = 7 * DAY
@@ -88,14 +92,36 @@ class Shoppers:
             return cls.empty(len(user_ids))
         numeric = table.apply(pd.to_numeric, errors="coerce")
         columns = [str(c) for c in numeric.columns if numeric[c].notna().any()]
-        aligned = numeric.reindex(pd.Index(np.asarray(user_ids, dtype=str)))[columns] if columns else None
-        values = np.zeros((len(user_ids), 0), np.float32) if aligned is None else aligned.to_numpy(np.float32)
-        band = np.full(len(user_ids), -1, np.int64)
-        if age_column in columns:
-            age = values[:, columns.index(age_column)]
+        return cls(columns, np.zeros((0, len(columns)), np.float32), np.zeros(0, np.int64)).rows(
+            user_ids, table, age_column)
+
+    def rows(self, user_ids: Sequence[str] | np.ndarray, table: pd.DataFrame | None,
+             age_column: str = "age") -> "Shoppers":
+        """Attributes of ``user_ids`` read from ``table`` (indexed by user id) in this object's
+        columns: a profile written after the fit gets the features the boosters were trained
+        on; columns the fit did not have are left out, missing ones are unknown (NaN)."""
+        ids = pd.Index(np.asarray(user_ids, dtype=str))
+        if table is None or table.empty or not self.columns:
+            return Shoppers(self.columns, np.full((len(ids), len(self.columns)), np.nan, np.float32),
+                            np.full(len(ids), -1, np.int64))
+        numeric = table.reindex(columns=self.columns).apply(pd.to_numeric, errors="coerce")
+        numeric.index = numeric.index.astype(str)
+        values = numeric[~numeric.index.duplicated(keep="last")].reindex(ids).to_numpy(np.float32)
+        band = np.full(len(ids), -1, np.int64)
+        if age_column in self.columns:
+            age = values[:, self.columns.index(age_column)]
             ok = np.isfinite(age)
             band[ok] = (age[ok] // AGE_BAND_YEARS).astype(np.int64)
-        return cls(columns, values, band)
+        return Shoppers(self.columns, values, band)
+
+    def of(self, s: Shopper) -> tuple[np.ndarray, int]:
+        """A query's attributes and age band: its own where it carries them (a shopper known
+        only by a profile), else its user's row, else unknown."""
+        if s.attrs is not None:
+            return s.attrs.values[0], int(s.attrs.band[0])
+        if not s.session and s.user < len(self.band):
+            return self.values[s.user], int(self.band[s.user])
+        return np.full(len(self.columns), np.nan, np.float32), -1
 
     def grown(self, n_users: int) -> "Shoppers":
         """Rows for users added since (unknown attributes)."""
@@ -105,6 +131,20 @@ class Shoppers:
         unknown = np.full((extra, len(self.columns)), np.nan, np.float32)
         return Shoppers(self.columns, np.concatenate([self.values, unknown]),
                         np.concatenate([self.band, np.full(extra, -1, np.int64)]))
+
+    def take(self, at: np.ndarray) -> "Shoppers":
+        return Shoppers(self.columns, self.values[at], self.band[at])
+
+    def replaced(self, at: np.ndarray, given: "Shoppers") -> "Shoppers":
+        """A copy whose rows ``at`` are ``given``'s (profiles changed since the fit): served
+        models are changed by swapping, never in place."""
+        values, band = self.values.copy(), self.band.copy()
+        values[at], band[at] = given.values, given.band
+        return Shoppers(self.columns, values, band)
+
+    def appended(self, given: "Shoppers") -> "Shoppers":
+        return Shoppers(self.columns, np.concatenate([self.values, given.values]),
+                        np.concatenate([self.band, given.band]))
 
 
 class Snapshot:
