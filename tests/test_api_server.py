@@ -77,6 +77,20 @@ def test_the_workers_answer_keep_alive_requests_without_a_delayed_ack_wait(serve
     assert httpx.get(f"{server.url}/v1/users/alice/recommendations").status_code == 401
 
 
+def test_a_keep_alive_connection_is_closed_after_its_hundredth_answer_and_the_client_carries_on(
+        server: ServerProcess, write_key: str) -> None:
+    """Workers keep the connections they accept; a bound on requests per connection makes
+    clients reconnect now and then, so connections drift to the worker with spare time
+    (server.MAX_REQUESTS_PER_CONNECTION). Nothing is lost: the client opens a new one."""
+    from stylesense.serving.server import MAX_REQUESTS_PER_CONNECTION as N
+
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": write_key}) as c:
+        answers = [c.get("/health") for _ in range(2 * N + 5)]
+    assert [r.status_code for r in answers] == [200] * (2 * N + 5)
+    closing = [i + 1 for i, r in enumerate(answers) if r.headers.get("connection") == "close"]
+    assert closing == [N, 2 * N]
+
+
 def test_a_key_revoked_by_the_cli_is_refused_by_every_worker_on_its_next_request(server: ServerProcess, write_key: str) -> None:
     """Each worker remembers the keys it has checked (serving.keys); a revocation made by
     another process still counts from the next request on, in every worker. Every request

@@ -49,15 +49,35 @@ def serve(home: Path | None, settings: Settings, *, host: str = "127.0.0.1", por
                 log_level=log_level, access_log=False, http=NoDelayHTTP, timeout_worker_healthcheck=60)
 
 
+MAX_REQUESTS_PER_CONNECTION = 100
+"""Requests one keep-alive connection serves before its answer says ``Connection: close``."""
+
+
 class NoDelayHTTP(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-    """uvicorn's HTTP protocol with Nagle's algorithm off on every connection.
+    """uvicorn's HTTP protocol with Nagle's algorithm off on every connection, and a bounded
+    number of requests per connection.
 
     With ``--workers`` above 1 uvicorn binds the listening socket itself with ``proto`` 0, and
     asyncio only sets TCP_NODELAY on accepted sockets whose proto is TCP (uvicorn issue #3149):
-    each keep-alive response then waited ~40 ms for the client's delayed ACK."""
+    each keep-alive response then waited ~40 ms for the client's delayed ACK.
+
+    Workers share one listening socket and whichever accepts first keeps the connection for
+    good: a burst of new connections often lands mostly on one worker (bench/api.py saw 10 of
+    16 and 16 of 16), which then queues requests while the other idles. Closing a connection
+    after ``MAX_REQUESTS_PER_CONNECTION`` answers (as nginx's ``keepalive_requests`` does) makes
+    clients reconnect, and the worker with spare time is the one that accepts first, so the
+    connections drift towards the idle worker. Clients reconnect transparently; it costs one TCP
+    handshake per hundred requests."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.requests_served = 0
         super().connection_made(transport)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self.requests_served += 1
+        if self.requests_served >= MAX_REQUESTS_PER_CONNECTION and self.cycle is not None:
+            self.cycle.keep_alive = False  # this answer says Connection: close, then closes
