@@ -14,7 +14,7 @@ import pytest
 from stylesense.datasets import shared_data_dir
 
 from postgres import fresh_database, postgres_server, postgres_url  # noqa: F401 - session Postgres fixtures
-from index_backends import index_database, milvus_lite, new_index  # noqa: F401 - every vector backend
+from index_backends import database_homes, index_database, milvus_lite, new_index  # noqa: F401 - every vector backend
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Every vector-index backend behind one factory, so the index contract tests run each through
 the same cases: the in-memory kinds, pgvector on the session's real Postgres server
-(tests/postgres.py), and Milvus on a real Milvus Lite server (one per session).
+(tests/postgres.py), and Milvus on a real Milvus Lite server (one per session); and a whole
+home on each database kind (``database_homes``).
 
 ``new_index(kind, dim, **params)`` gives an empty index; a database one gets its own table or
 collection, so tests never see each other's vectors. Database kinds skip, with the reason,
@@ -68,6 +69,31 @@ def new_index(request: pytest.FixtureRequest) -> Callable[..., VectorIndex]:
         return make_index(kind, dim, **params)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def database_homes(tmp_path_factory, model_cache, catalog_dir, postgres_server) -> dict[str, Any]:
+    """kind -> a StyleSense home per database kind, conftest's catalogue imported: pgvector in
+    the home's own Postgres database, Milvus in a Lite file inside the home (the default
+    ``milvus_uri``). Per module: a module's tests may change them, others never see it."""
+    import psycopg
+
+    from stylesense.engine import StyleSense
+
+    homes = {}
+    for kind in DATABASE_KINDS:
+        root = tmp_path_factory.mktemp(f"home-{kind}")
+        (root / "models").symlink_to(model_cache, target_is_directory=True)
+        url = None
+        if kind == "pgvector":
+            name = f"home_{uuid.uuid4().hex[:12]}"
+            with psycopg.connect(postgres_server.get_uri(), autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            url = postgres_server.get_uri(name).replace("postgresql://", "postgresql+psycopg://", 1)
+        ss = StyleSense.init(root, database_url=url, index_kind=kind)
+        assert ss.import_catalog(catalog_dir / "styles.csv", "images/{id}.jpg").ok
+        homes[kind] = ss
+    return homes
 
 
 class Built(dict):

@@ -223,16 +223,19 @@ def block_shop(root, n_users: int, n_items: int, n_blocks: int, per_user: int, s
     return ss
 
 
-def looks_shop(root, n_looks: int = 3, per_look: int = 10, dim: int = 16):
+def looks_shop(root, n_looks: int = 3, per_look: int = 10, dim: int = 16, index_kind: str | None = None):
     """A home (no CNN) whose products come in ``n_looks`` looks of ``per_look`` near-identical
     photos ("l0_p3": look 0, product 3; search-vector cosine above 0.95 inside a look, about 0
     across looks), and whose log ranks every product of look 0 above look 1 above look 2 by
     buyers (product j of look g has ``(n_looks - g) * per_look + per_look - j`` distinct
     buyers among shoppers s0, s1, ...): a model's top list is one look, and a diverse list, or
-    one lowering a disliked product's look-alikes, must reach into the others."""
+    one lowering a disliked product's look-alikes, must reach into the others. ``index_kind``:
+    the home's index (default: the index file), e.g. ``milvus`` for a Milvus Lite collection."""
     from stylesense.catalog.store import Upsert
     from stylesense.engine import StyleSense
 
+    if index_kind is not None:
+        StyleSense.init(root, index_kind=index_kind)
     ss = StyleSense(root, threads=1)
     rng = np.random.default_rng(0)
     ids, feats = [], []

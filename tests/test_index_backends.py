@@ -148,29 +148,7 @@ def test_expressions_bind_values_instead_of_splicing_them():
     assert milvus_expression(Filter(ids=np.array([], np.int64))) == "id < 0"
 
 
-# -- a whole home on a database index ------------------------------------------------------------
-@pytest.fixture(scope="module")
-def database_homes(tmp_path_factory, model_cache, catalog_dir, postgres_server):
-    """One home per database kind, the same catalogue imported: pgvector in the home's own
-    Postgres database, Milvus in a Lite file inside the home (the default ``milvus_uri``)."""
-    import psycopg
-
-    homes = {}
-    for kind in DATABASE_KINDS:
-        root = tmp_path_factory.mktemp(f"home-{kind}")
-        (root / "models").symlink_to(model_cache, target_is_directory=True)
-        url = None
-        if kind == "pgvector":
-            name = f"home_{random.randrange(1 << 30)}"
-            with psycopg.connect(postgres_server.get_uri(), autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
-            url = postgres_server.get_uri(name).replace("postgresql://", "postgresql+psycopg://", 1)
-        ss = StyleSense.init(root, database_url=url, index_kind=kind)
-        assert ss.import_catalog(catalog_dir / "styles.csv", "images/{id}.jpg").ok
-        homes[kind] = ss
-    return homes
-
-
+# -- a whole home on a database index (tests/index_backends.py's database_homes) -------------------
 @pytest.mark.parametrize("kind", DATABASE_KINDS)
 def test_a_home_searches_with_filters_on_a_database_index(kind, database_homes, tmp_path):
     """The same cases as test_search.py's filters on the index file."""

@@ -90,6 +90,16 @@ def test_look_alikes_of_a_disliked_product_come_after_everything_else(shop):
     assert ids(shop.behaviour.recommend("someone-else", 10)) == top  # only the shopper who said no
 
 
+def test_look_alikes_are_lowered_on_a_home_whose_index_is_in_a_database(tmp_path):
+    """The same on a Milvus Lite home (no index file): the look-alikes come from the database index."""
+    pytest.importorskip("milvus_lite", reason="milvus-lite is not installed")
+    shop = looks_shop(tmp_path / "milvus-home", index_kind="milvus")
+    assert shop.has_index and not shop.home.index_path.exists()
+    shop.behaviour.train("popular")
+    shop.behaviour.add_event("me", "l0_p0", "not_interested")
+    assert {look_of(i) for i in ids(shop.behaviour.recommend("me", 10))} == {1}
+
+
 def test_recommend_batch_honours_dislikes_as_recommend_does(shop, tmp_path):
     """The batch file and the single call agree for a shopper who said no; the others keep
     the batch's own rows."""

@@ -455,7 +455,7 @@ class Behaviour:
             allowed = np.ones(len(item_index), dtype=bool) if allowed is None else allowed.copy()
             allowed[known] = False
         lowered: dict[str, float] = {}
-        if disliked and self.ss.home.index_path.exists():
+        if disliked and self.ss.has_index:
             lowered = self.ss.look_alikes(disliked[:MAX_DISLIKED], LOOK_ALIKES, LOOK_ALIKE_SIMILARITY)
         wanted = candidate_count(k) if diversity else k
         ranked = rank(wanted + len(lowered), allowed)
@@ -665,7 +665,7 @@ class Behaviour:
             test_days=test_days, seed=seed, weights=self.weights, items_universe=self._catalogue_ids(),
             exclude_seen=self.exclude_seen if exclude_seen is None else exclude_seen,
             recommendable=self.recommendable, diversity=diversity,
-            item_vectors=self.ss.item_vectors if self.ss.home.index_path.exists() else None,
+            item_vectors=self.ss.item_vectors if self.ss.has_index else None,
         )
         result.to_json(self.last_evaluation_path)
         return result

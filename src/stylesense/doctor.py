@@ -28,6 +28,7 @@ from stylesense.engine import ADAPTER_NAME, StyleSense, adapter_recipe
 from stylesense.errors import StyleSenseError
 from stylesense.home import LEGACY_RECIPE, REPAIR, Config, Home, damaged
 from stylesense.index import load_index
+from stylesense.index.store import database_store
 from stylesense.recommenders import load_recommender
 from stylesense.vision.adapter import Adapter, normalize
 from stylesense.vision.embedder import EMBEDDERS, make_embedder
@@ -222,8 +223,9 @@ def _check_adapter(ss: StyleSense) -> Finding | None:
 
 
 def _check_index(ss: StyleSense, repair: bool) -> Finding:
-    """The index file loads and holds exactly the searchable items; ``repair`` finishes an
-    interrupted update or rebuilds it, then checks again."""
+    """The index (its file, or its table or collection in a database) opens and holds exactly
+    the searchable items, in the home's dimension; ``repair`` finishes an interrupted update or
+    rebuilds it, then checks again."""
     found = _inspect_index(ss)
     if found.action is None:
         return Finding("index", True, found.message)
@@ -245,49 +247,78 @@ class _IndexVerdict(NamedTuple):
 
 
 def _inspect_index(ss: StyleSense) -> _IndexVerdict:
-    """Compare the index file with the database's bookkeeping of what it must hold.
+    """Compare the index with the database's bookkeeping of what it must hold.
 
     Searchable items the index has not reached yet (``only_unindexed``) and items it must still
     drop (``unsearchable_pks``) are an interrupted update, which ``sync_index`` finishes;
-    anything else missing or extra is a mismatch that only a rebuild fixes.
-    """
-    path = ss.home.index_path
+    anything else missing or extra, or another dimension than the home's vectors, is a mismatch
+    that only a rebuild fixes. The same checks for an index file and a database index."""
     searchable, raw = ss.store.features(searchable=True)
-    rebuild = f"rebuild it from the stored features of the {len(searchable)} searchable items"
-    if not path.exists():
-        if not len(searchable):
-            return _IndexVerdict("no index file: nothing is searchable yet")
-        return _IndexVerdict(f"no index file {path}, though {len(searchable)} items are searchable", rebuild, ss.build_index)
-    try:
-        index = load_index(path)
-    except DamagedFile as e:
-        message = f"index file {path} is damaged ({e.reason})"
-        if len(searchable):
-            return _IndexVerdict(message, rebuild, ss.build_index)
-        return _IndexVerdict(message, "move it aside (nothing is searchable to rebuild it from)",
-                             lambda: _move_aside(path))
-    ids = index.ids()
+    rebuild = (f"rebuild it from the stored features of the {len(searchable)} searchable items "
+               "(`stylesense index build`)")
+    opened = _open_index(ss, len(searchable), rebuild)
+    if isinstance(opened, _IndexVerdict):
+        return opened
+    name, dim_held, ids = opened
     if not len(searchable):
         if not len(ids):
-            return _IndexVerdict(f"{path} is empty, like the searchable catalogue")
+            return _IndexVerdict(f"{name} is empty, like the searchable catalogue")
         return _IndexVerdict(
-            f"index file {path} holds {len(ids)} items but the database has no searchable item",
+            f"{name} holds {len(ids)} items but the database has no searchable item",
             "was the database emptied or replaced? Restore it from a backup "
             "(`stylesense index build` would match the index to it instead)")
     pending, dropping = ss.store.features(only_unindexed=True)[0], ss.store.unsearchable_pks()
     missing = np.setdiff1d(np.setdiff1d(searchable, pending), ids)
     extra = np.setdiff1d(ids, np.union1d(searchable, dropping))
     dim = ss.to_vectors(raw[:1]).shape[1]
-    if index.dim != dim:
-        return _IndexVerdict(f"index file {path} holds {index.dim}-d vectors, the home makes {dim}-d ones",
-                             rebuild, ss.build_index)
+    if dim_held != dim:
+        return _IndexVerdict(f"{name} holds {dim_held}-d vectors, the home makes {dim}-d ones", rebuild, ss.build_index)
     if len(missing) or len(extra):
-        return _IndexVerdict(f"index file {path} does not match the database: {len(missing)} searchable items "
+        return _IndexVerdict(f"{name} does not match the database: {len(missing)} searchable items "
                              f"are missing from it, {len(extra)} of its ids are not searchable", rebuild, ss.build_index)
     if len(pending) or len(dropping):
-        return _IndexVerdict(f"an update of index file {path} was interrupted ({len(pending)} items still to add, "
+        return _IndexVerdict(f"an update of {name} was interrupted ({len(pending)} items still to add, "
                              f"{len(dropping)} to drop)", "finish it", ss.sync_index)
-    return _IndexVerdict(f"{path} holds the {len(searchable)} searchable items")
+    return _IndexVerdict(f"{name} holds the {len(searchable)} searchable items")
+
+
+def _open_index(ss: StyleSense, n_searchable: int, rebuild: str) -> tuple[str, int, np.ndarray] | _IndexVerdict:
+    """(how messages name the index, its dimension, every id it holds), or the verdict when it
+    cannot be read: no index, a damaged file, a database server that cannot be reached."""
+    try:
+        store = database_store(ss.home, ss.config, ss.store.engine)
+    except StyleSenseError as e:  # a configuration no index can live in
+        return _IndexVerdict(f"the home's index cannot be opened ({e})", "correct the home's configuration")
+    if store is not None:
+        try:
+            if not store.exists():
+                if not n_searchable:
+                    return _IndexVerdict(f"no {store.location}: nothing is searchable yet")
+                return _IndexVerdict(f"no {store.location}, though {n_searchable} items are searchable", rebuild,
+                                     ss.build_index)
+            index = store.current()
+            return store.location, index.dim, index.ids()
+        except store.client_errors as e:
+            setting = "database_url" if store.kind == "pgvector" else "milvus_uri"
+            reason = getattr(e, "orig", None) or getattr(e, "message", None) or e
+            return _IndexVerdict(f"{store.location} cannot be read ({reason})",
+                                 f"start its server, or correct the home's {setting} in {ss.home.config_path}; "
+                                 "then `stylesense index build` if it is gone")
+    path = ss.home.index_path
+    if not path.exists():
+        if not n_searchable:
+            return _IndexVerdict("no index file: nothing is searchable yet")
+        return _IndexVerdict(f"no index file {path}, though {n_searchable} items are searchable", rebuild,
+                             ss.build_index)
+    try:
+        index = load_index(path)
+    except DamagedFile as e:
+        message = f"index file {path} is damaged ({e.reason})"
+        if n_searchable:
+            return _IndexVerdict(message, rebuild, ss.build_index)
+        return _IndexVerdict(message, "move it aside (nothing is searchable to rebuild it from)",
+                             lambda: _move_aside(path))
+    return f"index file {path}", index.dim, index.ids()
 
 
 def _check_models(h: Home, repair: bool) -> list[Finding]:

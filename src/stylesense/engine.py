@@ -597,12 +597,18 @@ class StyleSense:
             index = store.current()
         return index
 
+    @property
+    def has_index(self) -> bool:
+        """Whether the home has a search index, wherever it lives (a file, pgvector, Milvus)."""
+        return self._indexes().exists()
+
     def _indexes(self) -> IndexStore:
         """Where the index lives (stylesense.index.store), as the config says now."""
         key = store_key(self.config)
         current = self._index_store
         if current is None or current[0] != key:
-            current = self._index_store = (key, open_store(self.home, self.config, self._matching_pks))
+            store = open_store(self.home, self.config, self._matching_pks, self.store.engine)
+            current = self._index_store = (key, store)
         return current[1]
 
     def _matching_pks(self, filters: Filters) -> np.ndarray:
@@ -687,16 +693,17 @@ class StyleSense:
         if k < 1:
             raise InvalidInput("k must be at least 1")
         index = self.index()
+        where = Filter.of(filters)
         exclude: int | None = None
         if item is not None:
             found = self.store.items([check_id(item, "item id")])
             if found and found[0].hidden:
                 raise NotFound(f"item {item!r} is hidden (stylesense catalog show {item} brings it back)")
             with self._index_lock.reading():
-                if not found or found[0].pk not in index:
-                    raise NotFound(f"no item {item!r} in the catalogue index")
-                exclude = found[0].pk
-                query = index.vectors(np.array([exclude], dtype=np.int64))
+                held, query = index.lookup(np.array([found[0].pk if found else -1], dtype=np.int64))
+            if not held[0]:
+                raise NotFound(f"no item {item!r} in the catalogue index")
+            exclude = found[0].pk
         else:
             from stylesense.vision.images import load_image
 
@@ -704,16 +711,15 @@ class StyleSense:
         if steer is not None:
             query, varied = self._steered(index, query, steer, found[0].attrs if item is not None else None)
             if varied is not None:
-                return self._varied(index, query, k, exclude, filters, *varied)
+                return self._short_checked(self._varied(index, query, k, exclude, where, *varied), k, filters)
 
         kk = k if exclude is None else k + 1
         with self._index_lock.reading():
-            scores, ids = index.search(query.astype(np.float32), kk, where=Filter.of(filters))
+            scores, ids = index.search(query.astype(np.float32), kk, where=where)
         pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and i != exclude][:k]
         by_pk = self.store.items_by_pk(p for p, _ in pairs)
-        return [
-            Hit(by_pk[p].item_id, s, by_pk[p].attrs, by_pk[p].image_path) for p, s in pairs if p in by_pk
-        ]
+        hits = [Hit(by_pk[p].item_id, s, by_pk[p].attrs, by_pk[p].image_path) for p, s in pairs if p in by_pk]
+        return self._short_checked(hits, k, filters)
 
     def _steered(self, index: VectorIndex, query: np.ndarray, steer: Steer, attrs: Mapping[str, Any] | None
                  ) -> tuple[np.ndarray, tuple[str, str] | None]:
@@ -736,14 +742,23 @@ class StyleSense:
             varied = (column, _label(attrs.get(column)))
         return (adapter.steer(query, steer.weights) if steer.weights else query), varied
 
-    def _varied(self, index: VectorIndex, query: np.ndarray, k: int, exclude: int | None, filters: Filters | None,
+    def _short_checked(self, hits: list[Hit], k: int, filters: Filters | None) -> list[Hit]:
+        """``hits``, unless a filtered search found fewer than ``k`` because a filter names a
+        column no item has: then a FilterError naming the known ones, the same on every backend
+        (a database index cannot tell "no such column" from "nothing matches", and an empty
+        answer would hide the typo). A search that found k asks nothing more."""
+        if len(hits) < k and Filter.of(filters) is not None and self.store.missing_columns(filters.columns):  # type: ignore[union-attr]
+            filters.check_columns(self.store.columns())  # type: ignore[union-attr]
+        return hits
+
+    def _varied(self, index: VectorIndex, query: np.ndarray, k: int, exclude: int | None, where: Filter | None,
                 column: str, value: str) -> list[Hit]:
         """The k best hits whose ``column`` differs from ``value`` (an empty value excludes
         nothing): searched deeper until k are found or the index is exhausted."""
         kk = 4 * k + 1
         while True:
             with self._index_lock.reading():
-                scores, ids = index.search(query.astype(np.float32), min(kk, len(index)), where=Filter.of(filters))
+                scores, ids = index.search(query.astype(np.float32), min(kk, len(index)), where=where)
             pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and i != exclude]
             by_pk = self.store.items_by_pk(p for p, _ in pairs)
             hits = [Hit(by_pk[p].item_id, s, by_pk[p].attrs, by_pk[p].image_path) for p, s in pairs
@@ -762,24 +777,20 @@ class StyleSense:
         for start in range(0, len(ids), _ID_CHUNK):
             pks.update((it.item_id, it.pk) for it in self.store.items(ids[start:start + _ID_CHUNK]))
         wanted = np.array([pks.get(i, -1) for i in ids], dtype=np.int64)
-        out = np.zeros((len(ids), index.dim), dtype=np.float32)
         with self._index_lock.reading():
-            rows = np.flatnonzero(np.isin(wanted, index.ids()))
-            if len(rows):
-                out[rows] = index.vectors(wanted[rows])
-        return out
+            return index.lookup(wanted)[1]
 
     def look_alikes(self, item_ids: Sequence[str], k: int, threshold: float) -> dict[str, float]:
         """Products that look like any of ``item_ids``: among each one's ``k`` nearest in the
         index (one batched search), those with a cosine of at least ``threshold``, with their
         highest cosine; never the items themselves. Items the index does not hold find none."""
         index = self.index()
-        found = [it for it in self.store.items(list(item_ids)) if not it.hidden]
+        pks = np.array([it.pk for it in self.store.items(list(item_ids)) if not it.hidden], dtype=np.int64)
         with self._index_lock.reading():
-            pks = np.array([it.pk for it in found if it.pk in index], dtype=np.int64)
-            if not len(pks):
+            held, vectors = index.lookup(pks)
+            if not held.any():
                 return {}
-            scores, ids = index.search(index.vectors(pks), min(k + 1, len(index)))
+            scores, ids = index.search(vectors[held], min(k + 1, len(index)))
         close = (ids >= 0) & (scores >= threshold) & ~np.isin(ids, pks)
         best: dict[int, float] = {}
         for pk, score in zip(ids[close].tolist(), scores[close].tolist()):

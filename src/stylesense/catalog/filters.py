@@ -63,12 +63,17 @@ class Filters:
         return cls({k: tuple(v) for k, v in parsed.items()}, min_price, max_price, price_column,
                    in_stock, stock_column)
 
-    def check_columns(self, known: set[str]) -> None:
-        """Reject filters on columns no item has: an empty result would hide a typo."""
+    @property
+    def columns(self) -> set[str]:
+        """The metadata columns these filters read (the stock flag is the catalogue's own)."""
         needed = set(self.where)
         if self.min_price is not None or self.max_price is not None:
             needed.add(self.price_column)
-        unknown = sorted(needed - known)
+        return needed
+
+    def check_columns(self, known: set[str]) -> None:
+        """Reject filters on columns no item has: an empty result would hide a typo."""
+        unknown = sorted(self.columns - known)
         if unknown:
             raise FilterError(
                 f"no item has column(s) {', '.join(unknown)}; known columns: {', '.join(sorted(known))}"

@@ -244,6 +244,19 @@ class CatalogStore:
         with self.engine.connect() as conn:
             return {r[0]: _item(r) for r in conn.execute(_ITEMS_BY_PK, {"pks": pks})}
 
+    def missing_columns(self, columns: Iterable[str]) -> list[str]:
+        """Those of ``columns`` that no live item has (hidden ones count), sorted. One query per
+        column that stops at the first item holding it: a search's filter check reads a row or
+        two, and only a column nobody has (the error) scans the catalogue."""
+        with self.engine.connect() as conn:
+            statement = _HAS_COLUMN[conn.dialect.name]
+            return sorted(c for c in set(columns) if conn.execute(statement, {"col": c}).first() is None)
+
+    def columns(self) -> set[str]:
+        """Every metadata column some live item has (hidden ones count): one scan, in the database."""
+        with self.engine.connect() as conn:
+            return set(conn.scalars(_COLUMNS[conn.dialect.name]))
+
     def features(self, only_unindexed: bool = False, searchable: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(pks, raw features) of live items that have features; ``searchable``: not hidden
         either (what the index holds); ``only_unindexed``: the searchable ones the index does
@@ -378,6 +391,18 @@ _NOT_REMOVED = func.coalesce(ItemRow.removed, False).is_(False)
 _ITEMS_BY_ID = (select(*_ITEM_COLUMNS).where(ItemRow.item_id.in_(bindparam("ids", expanding=True)), _NOT_REMOVED)
                 .order_by(ItemRow.pk))
 _ITEMS_BY_PK = select(*_ITEM_COLUMNS).where(ItemRow.pk.in_(bindparam("pks", expanding=True)), _LIVE)
+
+# The metadata columns (keys of ``attrs``, a JSON object) of live items, in each dialect's JSON
+# functions: SQLite's json_each, PostgreSQL's json_object_keys (``attrs`` is ``json`` there).
+_HAS_COLUMN = {
+    "sqlite": text("SELECT 1 FROM items, json_each(items.attrs) AS k WHERE NOT items.removed AND k.key = :col LIMIT 1"),
+    "postgresql": text("SELECT 1 FROM items, json_object_keys(items.attrs) AS k WHERE NOT items.removed AND k = :col "
+                       "LIMIT 1"),
+}
+_COLUMNS = {
+    "sqlite": text("SELECT DISTINCT k.key FROM items, json_each(items.attrs) AS k WHERE NOT items.removed"),
+    "postgresql": text("SELECT DISTINCT k FROM items, json_object_keys(items.attrs) AS k WHERE NOT items.removed"),
+}
 
 
 def _item(row: Any) -> Item:

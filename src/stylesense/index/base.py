@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stylesense.errors import InvalidInput, NotReady
+from stylesense.errors import InvalidInput, NotFound, NotReady
 
 from .filters import Filter, ItemScalars
 
@@ -58,6 +58,15 @@ class VectorIndex(ABC):
     @abstractmethod
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of these ids, (len(ids), dim) float32; NotFound for unknown ids."""
+
+    @abstractmethod
+    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(held, vectors): which of ``ids`` the index holds (bool; any int64 may be asked,
+        -1 too) and their stored vectors, (len(ids), dim) float32, zero rows for the others.
+
+        How a few items' vectors are read (search by item, look-alikes, diversity): one
+        lookup of just these ids, never a comparison with every id held (``ids()``), which a
+        database backend would have to scan its table for."""
 
     @abstractmethod
     def ids(self) -> np.ndarray:
@@ -104,6 +113,11 @@ def as_id(id_: object) -> int | None:
         return None
 
 
+FETCH_IDS = 10_000
+"""Ids per fetch of stored vectors by a database index: bounds a statement's parameters and a
+Milvus query's result (capped at 16384 rows)."""
+
+
 class DatabaseIndex(VectorIndex):
     """An index kept in a database (pgvector's table, Milvus's collection), opened by name:
     its dimension is read back from there, and a new one starts empty."""
@@ -111,6 +125,30 @@ class DatabaseIndex(VectorIndex):
     @abstractmethod
     def _stored_dim(self) -> int | None:
         """The stored vectors' dimension; None where nothing is stored under this name yet."""
+
+    @abstractmethod
+    def _fetch(self, ids: list[int]) -> dict[int, object]:
+        """id -> stored vector (array-like) of those of ``ids`` (distinct, >= 0) held: one
+        query by primary key (pgvector ``WHERE id = ANY``, Milvus ``get``), not a scan."""
+
+    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        wanted = np.unique(ids[ids >= 0]).tolist()
+        found: dict[int, object] = {}
+        for lo in range(0, len(wanted), FETCH_IDS):
+            found.update(self._fetch(wanted[lo: lo + FETCH_IDS]))
+        held = np.array([i in found for i in ids.tolist()], dtype=bool)
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        for row in np.flatnonzero(held).tolist():
+            out[row] = np.asarray(found[int(ids[row])], dtype=np.float32)
+        return held, out
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        held, out = self.lookup(ids)
+        if not held.all():
+            raise NotFound(f"ids not in the index: {ids[~held][:10].tolist()}")
+        return out
 
     def _attach(self, dim: int | None, missing: str) -> None:
         """Take the stored dimension (or ``dim`` for a new index, built empty); NotReady with

@@ -77,6 +77,14 @@ class InMemoryIndex(VectorIndex):
     def ids(self) -> np.ndarray:
         return self._id_map().keys.copy()
 
+    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        held = self._id_map().lookup(ids) >= 0
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        if held.any():
+            out[held] = self.vectors(ids[held])
+        return held, out
+
     def save(self, path: Path) -> None:
         """Write the index to ONE file, atomically (a crash leaves the previous file intact)."""
         header, arrays = self._state()

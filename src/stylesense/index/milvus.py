@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from stylesense.errors import InvalidInput, NotFound
+from stylesense.errors import InvalidInput
 
 from .base import DatabaseIndex, as_id
 from .exact import empty_results
@@ -126,14 +126,10 @@ class MilvusIndex(DatabaseIndex):
             scores[row, : len(hits)] = [h["distance"] for h in hits]
         return scores, ids
 
-    def vectors(self, ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        rows = self.client.get(self.collection, ids=ids.tolist(), output_fields=["embedding"]) if len(ids) else []
-        by_id = {r["id"]: r["embedding"] for r in rows}
-        missing = [int(i) for i in ids if int(i) not in by_id]
-        if missing:
-            raise NotFound(f"ids not in the index: {missing[:10]}")
-        return np.array([by_id[i] for i in ids.tolist()], dtype=np.float32).reshape(len(ids), self.dim)
+    def _fetch(self, ids: list[int]) -> dict[int, object]:
+        if not ids:
+            return {}
+        return {r["id"]: r["embedding"] for r in self.client.get(self.collection, ids=ids, output_fields=["embedding"])}
 
     def ids(self) -> np.ndarray:
         out: list[int] = []

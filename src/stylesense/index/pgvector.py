@@ -30,10 +30,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from stylesense.errors import InvalidInput, NotFound
+from stylesense.errors import InvalidInput
 
 from .base import DatabaseIndex, as_id
 from .exact import empty_results
@@ -55,6 +55,8 @@ HNSW_EF_CONSTRUCTION = 64
 COPY_ROWS = 5000
 """Rows per COPY statement in ``add``/``build``: bounds the client's buffer."""
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_VECTOR_TYPES = "stylesense.pgvector_types"
+"""Key in a pooled connection's ``info``: pgvector's types are registered on it."""
 
 
 def pg_url(url: str) -> str:
@@ -67,7 +69,8 @@ def pg_url(url: str) -> str:
 
 
 class PgVectorIndex(DatabaseIndex):
-    """An index in a Postgres table with pgvector; ``dim`` None: read it from the table."""
+    """An index in a Postgres table with pgvector; ``dim`` None: read it from the table;
+    ``engine``: the home's, shared where it reaches this database (see ``connect``)."""
 
     kind = "pgvector"
 
@@ -78,14 +81,17 @@ class PgVectorIndex(DatabaseIndex):
         self.table = table
         self.ef_search = ef_search
         self.filtered_ef_search = filtered_ef_search
-        self.engine = engine or connect(url)
+        self.engine = connect(url, engine)
+        with self.engine.begin() as conn:  # before a connection looks the vector type up
+            if conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).first() is None:
+                conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
         self._attach(dim, f"no pgvector index yet in table {table!r}: build one (stylesense index build)")
 
     # --- writes -------------------------------------------------------------------------------
     def build(self, ids: np.ndarray, vectors: np.ndarray, scalars: Sequence[ItemScalars] | None = None) -> None:
         ids, vectors = self._check_items(ids, vectors, scalars)
         staging = f"{self.table}_build"
-        with self.engine.begin() as conn:
+        with self._connection(begin=True) as conn:
             conn.execute(text(f"DROP TABLE IF EXISTS {staging}"))
             conn.execute(text(
                 f"CREATE TABLE {staging} (id bigint PRIMARY KEY, embedding vector({self.dim}) NOT NULL, "
@@ -108,14 +114,14 @@ class PgVectorIndex(DatabaseIndex):
         ids, vectors = self._check_items(ids, vectors, scalars)
         if not len(ids):
             return
-        with self.engine.begin() as conn:  # upsert: the old rows go in the same transaction
+        with self._connection(begin=True) as conn:  # upsert: the old rows go in the same transaction
             conn.execute(text(f"DELETE FROM {self.table} WHERE id = ANY(:ids)"), {"ids": ids.tolist()})
             self._copy(conn, self.table, ids, vectors, scalars)
 
     def remove(self, ids: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if len(ids):
-            with self.engine.begin() as conn:
+            with self._connection(begin=True) as conn:
                 conn.execute(text(f"DELETE FROM {self.table} WHERE id = ANY(:ids)"), {"ids": ids.tolist()})
 
     def _copy(self, conn: Connection, table: str, ids: np.ndarray, vectors: np.ndarray,
@@ -151,48 +157,57 @@ class PgVectorIndex(DatabaseIndex):
         return scores, ids
 
     @contextmanager
+    def _connection(self, *, begin: bool = False) -> Iterator[Connection]:
+        """A pooled connection that speaks pgvector's types (numpy arrays as ``vector``), in a
+        transaction when ``begin``. WHY registered here, once per database connection (marked
+        in its pool record's ``info``), and not on the engine's connect event: the engine may
+        be the home's, whose pool already holds connections the catalogue opened first."""
+        with (self.engine.begin() if begin else self.engine.connect()) as conn:
+            record = conn.connection
+            if not record.info.get(_VECTOR_TYPES):
+                from pgvector.psycopg import register_vector
+
+                register_vector(record.driver_connection)
+                record.info[_VECTOR_TYPES] = True
+            yield conn
+
+    @contextmanager
     def _searching(self, ef_search: int) -> Iterator[Connection]:
         """A pooled connection in a transaction with the search settings (SET LOCAL: they end
-        with the transaction, so the pooled connection goes back clean)."""
-        with self.engine.begin() as conn:
+        with the transaction, so the pooled connection, which the catalogue may use next, goes
+        back clean)."""
+        with self._connection(begin=True) as conn:
             conn.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
             conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
             conn.execute(text(f"SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}"))
             yield conn
 
-    def vectors(self, ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        with self.engine.connect() as conn:
-            rows = conn.execute(text(f"SELECT id, embedding FROM {self.table} WHERE id = ANY(:ids)"),
-                                {"ids": ids.tolist()}).all()
-        by_id = {r[0]: r[1] for r in rows}
-        missing = [int(i) for i in ids if int(i) not in by_id]
-        if missing:
-            raise NotFound(f"ids not in the index: {missing[:10]}")
-        out = np.zeros((len(ids), self.dim), dtype=np.float32)
-        for row, i in enumerate(ids.tolist()):
-            out[row] = by_id[i].to_numpy()  # pgvector's Vector (binary results)
-        return out
+    def _fetch(self, ids: list[int]) -> dict[int, object]:
+        if not ids:
+            return {}
+        with self._connection() as conn:
+            rows = conn.execute(text(f"SELECT id, embedding FROM {self.table} WHERE id = ANY(:ids)"), {"ids": ids})
+            return {r[0]: r[1].to_numpy() for r in rows}  # pgvector's Vector
 
     def ids(self) -> np.ndarray:
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             return np.array(conn.execute(text(f"SELECT id FROM {self.table} ORDER BY id")).scalars().all(),
                             dtype=np.int64)
 
     def __len__(self) -> int:
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             return int(conn.execute(text(f"SELECT count(*) FROM {self.table}")).scalar_one())
 
     def __contains__(self, id_: object) -> bool:
         key = as_id(id_)
         if key is None:
             return False
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             return conn.execute(text(f"SELECT 1 FROM {self.table} WHERE id = :id"), {"id": key}).first() is not None
 
     def _stored_dim(self) -> int | None:
         """The table's vector dimension (its column's type modifier), None when there is no table."""
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             return conn.execute(text(
                 "SELECT a.atttypmod FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
                 "WHERE c.relname = :t AND c.relkind = 'r' AND a.attname = 'embedding' "
@@ -233,22 +248,16 @@ def sql_predicates(where: Filter | None) -> tuple[str, dict[str, Any]]:
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-def connect(url: str) -> Engine:
-    """A pooled engine whose connections speak pgvector's types (numpy arrays as ``vector``).
+def connect(url: str, shared: Engine | None = None) -> Engine:
+    """The engine for the index's database: ``shared`` (the home's) when it is connected to this
+    same database with psycopg 3, so the catalogue, the events and the vectors share one
+    connection pool per process; otherwise a pool of its own. WHY not always shared: a home on
+    another driver (``postgresql+psycopg2://``) cannot serve the index, whose binary COPY is
+    psycopg 3's API; an index opened on its own (a benchmark, a test) has no home's engine.
 
-    The extension is created on the first connection (the embedded server and a superuser
+    The index creates the vector extension when absent (the embedded server and a superuser
     home can; a managed database needs ``CREATE EXTENSION vector`` once by its owner)."""
-    engine = create_engine(pg_url(url), pool_pre_ping=True)
-
-    @event.listens_for(engine, "connect")
-    def _vector_types(dbapi_conn, _record) -> None:  # pragma: no cover - every connection
-        from pgvector.psycopg import register_vector
-
-        with dbapi_conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
-            if cur.fetchone() is None:
-                cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        dbapi_conn.commit()
-        register_vector(dbapi_conn)
-
-    return engine
+    wanted = make_url(pg_url(url))
+    if shared is not None and shared.url == wanted:
+        return shared
+    return create_engine(wanted, pool_pre_ping=True)

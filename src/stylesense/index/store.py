@@ -3,9 +3,10 @@
 * :class:`FileIndexStore`: an in-memory kind (flat, kdtree, ivf, hnsw) saved to the home's
   index file. ``current()`` reads the file again when another process replaced it (its stamp
   changed); ``commit`` saves it atomically after a build or sync.
-* :class:`DatabaseIndexStore`: pgvector (the home's Postgres database) or Milvus (``milvus_uri``,
-  a Milvus Lite file in the home by default). The database is the index: every process and
-  machine sees each write at once, so there is nothing to re-read and ``commit`` writes nothing.
+* :class:`DatabaseIndexStore`: pgvector (the home's Postgres database, through the home's own
+  engine: one connection pool) or Milvus (``milvus_uri``, a Milvus Lite file in the home by
+  default). The database is the index: every process and machine sees each write at once, so
+  there is nothing to re-read and ``commit`` writes nothing.
 
 The engine decides *what* goes in (the catalogue's searchable items, their vectors and
 scalars) under the home's index lock; the store decides where it goes. ``open_store`` picks
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stylesense.atomic import DamagedFile
 from stylesense.concurrency import Stamp, file_stamp
@@ -25,6 +27,9 @@ from stylesense.home import REPAIR, Config, Home, damaged
 from . import DATABASE_KINDS, load_index, make_index
 from .base import VectorIndex
 from .memory import InMemoryIndex, Resolver
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 MILVUS_LITE_NAME = "milvus.db"
 """The Milvus Lite file inside the home's index folder when the config names no ``milvus_uri``."""
@@ -108,17 +113,43 @@ class FileIndexStore(IndexStore):
 class DatabaseIndexStore(IndexStore):
     """pgvector or Milvus: the index is a table or collection, shared by every process."""
 
-    def __init__(self, kind: str, target: str):
+    def __init__(self, kind: str, target: str, engine: Engine | None = None):
         self.kind = kind
         self.target = target  # the database URL (pgvector) or the Milvus URI
+        self.engine = engine  # the home's database engine, which a pgvector index in it shares
         self._index: VectorIndex | None = None
         self._fresh = False
+
+    @property
+    def location(self) -> str:
+        """Where the index lives, as messages name it (no password)."""
+        if self.kind == "pgvector":
+            from sqlalchemy.engine import make_url
+
+            from .pgvector import DEFAULT_TABLE
+
+            return f"pgvector table {DEFAULT_TABLE} in {make_url(self.target).render_as_string()}"
+        from .milvus import DEFAULT_COLLECTION
+
+        return f"Milvus collection {DEFAULT_COLLECTION} at {self.target}"
+
+    @property
+    def client_errors(self) -> tuple[type[Exception], ...]:
+        """What the backend's client raises when its server cannot be reached or refuses."""
+        if self.kind == "pgvector":
+            from sqlalchemy.exc import SQLAlchemyError
+
+            return (SQLAlchemyError,)
+        from pymilvus.exceptions import MilvusException
+
+        return (MilvusException,)
 
     def _connect(self, dim: int | None) -> VectorIndex:
         if self.kind == "pgvector":
             from .pgvector import PgVectorIndex
 
-            engine = getattr(self._index, "engine", None)  # one connection pool per home
+            # the home's pool, or the one the index opened (pgvector.connect): one per home
+            engine = getattr(self._index, "engine", None) or self.engine
             return PgVectorIndex(self.target, dim, engine=engine)
         from .milvus import MilvusIndex, is_lite
 
@@ -153,17 +184,22 @@ class DatabaseIndexStore(IndexStore):
         self._index = index  # already written: each write went to the database
 
 
-def open_store(home: Home, config: Config, resolver: Resolver) -> IndexStore:
-    """The store the home's configuration names: a database one for ``pgvector``/``milvus``,
-    the index file otherwise."""
+def open_store(home: Home, config: Config, resolver: Resolver, engine: Engine | None = None) -> IndexStore:
+    """The store the home's configuration names: a database one for ``pgvector``/``milvus``
+    (``engine``: the home's database engine), the index file otherwise."""
+    return database_store(home, config, engine) or FileIndexStore(home.index_path, resolver)
+
+
+def database_store(home: Home, config: Config, engine: Engine | None = None) -> DatabaseIndexStore | None:
+    """The database store of a ``pgvector``/``milvus`` home; None for an index file."""
     if config.index_kind == "pgvector":
         if not (config.database_url or "").startswith("postgresql"):
             raise NotReady("a pgvector index lives in the home's Postgres database: "
                            "stylesense init --database-url postgresql://... --index pgvector")
-        return DatabaseIndexStore("pgvector", config.database_url)
+        return DatabaseIndexStore("pgvector", config.database_url, engine)
     if config.index_kind == "milvus":
         return DatabaseIndexStore("milvus", config.milvus_uri or str(home.index_path.parent / MILVUS_LITE_NAME))
-    return FileIndexStore(home.index_path, resolver)
+    return None
 
 
 def store_key(config: Config) -> tuple[str, str | None]:
@@ -176,4 +212,5 @@ def store_key(config: Config) -> tuple[str, str | None]:
     return ("file", None)
 
 
-__all__ = ["DATABASE_KINDS", "DatabaseIndexStore", "FileIndexStore", "IndexStore", "open_store", "store_key"]
+__all__ = ["DATABASE_KINDS", "DatabaseIndexStore", "FileIndexStore", "IndexStore", "database_store", "open_store",
+           "store_key"]
