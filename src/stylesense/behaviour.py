@@ -430,8 +430,7 @@ class Behaviour:
         """The products ``user`` gave negative feedback on (``NEGATIVE_TYPES``), latest
         first: one query on the events' key index. A dislike stands until its event is
         deleted (``EventStore.delete``)."""
-        said_no = self.events.events(user_id=user, types=NEGATIVE_TYPES)
-        return list(dict.fromkeys(e.item_id for e in reversed(said_no)))
+        return list(dict.fromkeys(reversed(self.events.items_of(user, NEGATIVE_TYPES))))
 
     def _refine(
         self,
