@@ -17,13 +17,25 @@ the query's colour, or type). How much --vary should also push the varied part's
 (vision.adapter.STEER_PUSH) is chosen on a validation part of the training half (adapt_split
 seed 1), never on the test half; the table shows every strength on the test half too.
 
+Colour from the pixels (vision.colour.colour_descriptor: a CIELAB histogram of the product's
+foreground, cached under bench/results/features): on the Kaggle task, (a) the descriptor alone,
+(b) a colour head trained on the descriptor, or on [descriptor, CNN features], instead of the
+CNN features only (Adapter.train on that matrix), (c) the descriptor's cosine mixed with the
+steerable adapter's colour part, or with the head of (b), at a weight; every variant with the
+query's type dropped, as --same colour --vary type does. The variant and mixing weight are
+chosen on the same validation part; the best one is then measured on H&M (its own heads, on
+colour_group_name) to show what it does to "same cut, other colours".
+
     python bench/steer.py [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +44,19 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from adapter import DATASETS, RECIPES, embedder, load  # noqa: E402  (bench/adapter.py: cached features)
+from adapter import DATASETS, FEATURES, RECIPES, embedder, load  # noqa: E402  (bench/adapter.py: cached features)
 from common import RESULTS, write_json  # noqa: E402
 
+from stylesense.datasets import hm_articles, kaggle_fashion  # noqa: E402
 from stylesense.evaluation.retrieval import adapt_split  # noqa: E402
-from stylesense.vision.adapter import STEER_PUSH, Adapter, normalize, steerable_parts  # noqa: E402
+from stylesense.vision import colour  # noqa: E402
+from stylesense.vision.adapter import STEER_PUSH, Adapter, Part, normalize, steerable_parts  # noqa: E402
+from stylesense.vision.images import load_image  # noqa: E402
 
 K = 10
 PUSHES = (0.0, 0.25, 0.5, 1.0)
+MIXES = (0.25, 0.5, 0.75)  # the descriptor's share of the cosine in the (c) variants
+TIMED_PHOTOS = 300  # photos per set whose decoding and descriptor are timed
 # name -> (shape label columns, colour column, task)
 SETUPS = {
     "hm": (["product_type_name", "product_group_name", "groups"], "colour_group_name", "same cut, other colours"),
@@ -108,7 +125,7 @@ def steer_of(name: str, push: float) -> dict[str, float]:
 
 
 def run(threads: int, emb) -> dict:
-    out = {}
+    out, studied = {}, {}
     for name, (_, _, task) in SETUPS.items():
         loaded = load(name, RECIPES[0], emb)
         if loaded is None:
@@ -149,6 +166,204 @@ def run(threads: int, emb) -> dict:
                      "library": rows[f"steered, push {STEER_PUSH}, varied value dropped"],
                      "validation": validation, "push_chosen_on_validation": chosen, "default_push": STEER_PUSH,
                      "parts": adapter.info["parts"], "train_seconds": adapter.info["train_seconds"]}
+        train_idx = np.flatnonzero(train_mask)
+        studied[name] = Study(name, ids, feats, meta, descriptors(name, ids, emb.image_size),
+                              {"fit": train_idx[fit], "val": train_idx[val], "train": train_idx,
+                               "test": np.flatnonzero(test_mask)}, {"val": val_adapter, "test": adapter})
+    if "kaggle" in studied:
+        out["colour_descriptor"] = colour_study(studied, threads, emb.image_size)
+    return out
+
+
+# -- colour from the pixels ---------------------------------------------------------------------
+
+
+def descriptors(name: str, ids: np.ndarray, image_size: int) -> np.ndarray:
+    """The colour descriptors of the set's photos in the order of ``ids``, from the photos as
+    the embedder decodes them (draft at its input size); made once and cached beside the CNN
+    features, keyed by the descriptor's recipe version."""
+    path = FEATURES / f"{DATASETS[name][0]}-colour-v{colour.VERSION}-draft{image_size}.npz"
+    if not path.exists():
+        source = (kaggle_fashion if name == "kaggle" else hm_articles)(DATASETS[name][1].parent)
+        rows = {row[source.id_column]: row for row in
+                pd.read_csv(source.csv, dtype=str, keep_default_na=False).to_dict("records")}
+        print(f"colour descriptors of {len(ids)} {name} photos into {path} (once)", flush=True)
+        vectors = np.stack([colour.colour_descriptor(load_image(source.image_path(rows[i]), draft=image_size))
+                            for i in ids])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, ids=ids, vectors=vectors)
+        os.replace(tmp, path)
+    with np.load(path, allow_pickle=False) as data:
+        cached = dict(zip(data["ids"].astype(str), data["vectors"], strict=True))
+    return np.stack([cached[i] for i in ids]).astype(np.float32)
+
+
+def descriptor_speed(name: str, ids: np.ndarray, image_size: int) -> dict[str, float]:
+    """Milliseconds per photo on this thread: decoding (as the embedder does) and the
+    descriptor of the decoded photo, over the set's first TIMED_PHOTOS photos."""
+    source = (kaggle_fashion if name == "kaggle" else hm_articles)(DATASETS[name][1].parent)
+    wanted = set(ids[:TIMED_PHOTOS])
+    rows = [r for r in pd.read_csv(source.csv, dtype=str, keep_default_na=False).to_dict("records")
+            if r[source.id_column] in wanted]
+    start = time.perf_counter()
+    images = [load_image(source.image_path(row), draft=image_size) for row in rows]
+    decoded = time.perf_counter()
+    for image in images:
+        colour.colour_descriptor(image)
+    done = time.perf_counter()
+    return {"photos": len(images), "photo_size": list(images[0].size),
+            "decode_ms": round((decoded - start) / len(images) * 1000, 3),
+            "descriptor_ms": round((done - decoded) / len(images) * 1000, 3)}
+
+
+@dataclass
+class Study:
+    """One set's data for the colour study: features, descriptors, the split's rows (fit / val
+    inside the training half; train / test halves) and the steerable adapters trained on the
+    fit part ("val") and on the training half ("test")."""
+
+    name: str
+    ids: np.ndarray
+    feats: np.ndarray
+    meta: pd.DataFrame
+    desc: np.ndarray
+    rows: dict[str, np.ndarray]
+    steerable: dict[str, Adapter]
+
+    def inputs(self, kind: str) -> np.ndarray:
+        """What a colour head trains on: the descriptor, or it beside the (unit) CNN features."""
+        return self.desc if kind == "descriptor" else np.concatenate([self.desc, normalize(self.feats)], axis=1)
+
+    def head(self, kind: str, train_rows: str, threads: int) -> Adapter:
+        """A colour head (the steerable adapter's colour part, on other inputs) on these rows."""
+        column = SETUPS[self.name][1]
+        labels = self.meta[column].to_numpy()[self.rows[train_rows]]
+        return Adapter.train(self.inputs(kind)[self.rows[train_rows]], [labels], label_names=[column],
+                             parts=[Part("colour", (column,), 64, 1.0)], threads=threads)
+
+
+def blend(*blocks: tuple[np.ndarray, float]) -> np.ndarray:
+    """Unit vectors side by side, each scaled by sqrt(its weight): cosine = the weighted sum."""
+    return np.concatenate([normalize(v) * np.float32(np.sqrt(w)) for v, w in blocks if w], axis=1)
+
+
+def part(adapter: Adapter, vectors: np.ndarray, name: str) -> np.ndarray:
+    """One part of an adapter's vectors, unit-normalised."""
+    return normalize(vectors[:, adapter.layout()[name][0]])
+
+
+BASES = {"steerable": "steerable colour part (CNN features only)", "descriptor": "colour head on the descriptor",
+         "both": "colour head on [descriptor, CNN]"}
+# (what the colour vectors start from: a BASES key, or None for the descriptor itself; the
+# descriptor's share of the cosine mixed into them)
+VARIANTS = [("steerable", 0.0), (None, 1.0), ("descriptor", 0.0), ("both", 0.0),
+            *(("steerable", w) for w in MIXES), *(("both", w) for w in MIXES)]
+
+
+def variant_name(base: str | None, weight: float) -> str:
+    if base is None:
+        return "descriptor alone"
+    return f"{BASES[base]} + descriptor at {weight}" if weight else BASES[base]
+
+
+def colour_vectors(study: Study, base: str | None, weight: float, side: str, threads: int,
+                   made: dict) -> np.ndarray:
+    """One variant's colour vectors on the side's search rows ("val": the validation part, its
+    heads trained on the fit part; "test": the test half, heads on the training half). ``made``
+    keeps each (base, side)'s vectors, so a head trains once per side."""
+    rows = study.rows[side]
+    desc = study.desc[rows]
+    if base is None:
+        return desc
+    if (base, side) not in made:
+        if base == "steerable":
+            adapter = study.steerable[side]
+            made[base, side] = part(adapter, adapter.transform(study.feats[rows]), "colour")
+        else:
+            head = study.head(base, "fit" if side == "val" else "train", threads)
+            made[base, side] = head.transform(study.inputs(base)[rows])
+    return blend((made[base, side], 1 - weight), (desc, weight))
+
+
+def colour_read(vectors: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """Each item's colour as its nearest other item by these vectors has it: what `--vary
+    colour` takes for a photo query's colour (a catalogue item has its label)."""
+    return colours[top_k(vectors, vectors, 1)[:, 0]]
+
+
+def colour_study(studied: dict[str, Study], threads: int, image_size: int) -> dict:
+    """The Kaggle "same colour, other types" variants (chosen on validation), then the best on
+    H&M; prints the rows and returns them for the JSON."""
+    kaggle = studied["kaggle"]
+    made: dict = {}
+    validation, test, reads, variants = {}, {}, {}, {}
+    colours = kaggle.meta["baseColour"].to_numpy(str)[kaggle.rows["test"]]
+    for base, weight in VARIANTS:
+        label = variant_name(base, weight)
+        variants[label] = base, weight
+        for side, into in (("val", validation), ("test", test)):
+            vectors = colour_vectors(kaggle, base, weight, side, threads, made)
+            into[label] = score("kaggle", vectors, kaggle.meta.iloc[kaggle.rows[side]], vary=True)
+            if side == "test":
+                reads[label] = float(np.mean(colour_read(vectors, colours) == colours))
+    best = max(validation, key=validation.get)
+    for label in test:
+        print(f"kaggle  same colour, other types (type dropped) {label:62s} validation {validation[label]:.3f}  "
+              f"test {test[label]:.3f}  colour read right {reads[label]:.3f}"
+              f"{'  <- best on validation' if label == best else ''}", flush=True)
+    out = {"kaggle": {"metric": "share of top 10 with the same baseColour and another articleType, type dropped",
+                      "validation": validation, "test": test, "colour_read_right": reads,
+                      "best_on_validation": best,
+                      "speed": descriptor_speed("kaggle", kaggle.ids, image_size)},
+           "descriptor": {"dim": colour.DIM, "version": colour.VERSION, "size": colour.SIZE, "bins": colour.BINS,
+                          "bands": colour.BANDS, "background_delta_e": colour.BACKGROUND_DELTA_E,
+                          "centre_sigma": colour.CENTRE_SIGMA}}
+    if "hm" in studied:
+        out["hm"] = hm_rows(studied["hm"], *variants[best], threads)
+        out["hm"]["speed"] = descriptor_speed("hm", studied["hm"].ids, image_size)
+    for name, rows in out.items():
+        if "speed" in rows:
+            print(f"{name:7s} colour descriptor speed (1 thread): {rows['speed']}")
+    return out
+
+
+def hm_rows(study: Study, base: str | None, weight: float, threads: int) -> dict:
+    """What the Kaggle-chosen colour variant (its own heads, trained on colour_group_name) does
+    on H&M's test half: "same cut, other colours" (R@10 of other-colour variants) with the
+    query's colour from its label (a catalogue item: the colour part does not enter) or read
+    by the colour part (a photo query: the colour of its nearest item by that part), plain
+    search with that colour part in the full vector, and H&M's own "same colour, other type"."""
+    rows = study.rows["test"]
+    meta = study.meta.iloc[rows]
+    adapter = study.steerable["test"]
+    vectors = adapter.transform(study.feats[rows])
+    shape = part(adapter, vectors, "shape")
+    variant = variant_name(base, weight)
+    colours = {BASES["steerable"]: part(adapter, vectors, "colour"),
+               variant: colour_vectors(study, base, weight, "test", threads, {})}
+    weights = {p["name"]: p["weight"] for p in adapter.info["parts"]}
+    labels = meta["colour_group_name"].to_numpy(str)
+    product, kind = meta["product_code"].to_numpy(str), meta["product_type_name"].to_numpy(str)
+    out = {"variant": variant, "descriptor_weight": weight, "test_items": len(rows)}
+    own_colour = (labels[:, None] == labels[None, :]) & (labels[:, None] != "")
+    own_type = kind[:, None] == kind[None, :]
+    for name, colour_part in colours.items():
+        read = colour_read(colour_part, labels)
+        full = blend((shape, weights["shape"]), (colour_part, weights["colour"]))
+        found = {
+            "same cut, other colours (library: query's colour from its label)":
+                other_colour_recall(top_k(shape, shape, K, own_colour), product, labels),
+            "same cut, other colours, query's colour read by the colour part (photo query)":
+                other_colour_recall(top_k(shape, shape, K, read[:, None] == labels[None, :]), product, labels),
+            "share of queries whose colour the colour part reads right": float(np.mean(read == labels)),
+            "plain search, full vector": other_colour_recall(top_k(full, full, K), product, labels),
+            "same colour_group_name, other product type (type dropped)":
+                same_colour_other_type(top_k(colour_part, colour_part, K, own_type), labels, kind),
+        }
+        out[name] = found
+        for label, value in found.items():
+            print(f"hm      colour part: {name:58s} {label:80s} {value:.3f}", flush=True)
     return out
 
 
