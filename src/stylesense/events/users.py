@@ -18,9 +18,7 @@ from pathlib import Path
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, DateTime, Integer, String, Text, func, select
 from sqlalchemy.engine import Engine
@@ -28,6 +26,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from stylesense.errors import InvalidInput, NotFound
 from stylesense.inputs import check_id
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_PAGE = 10_000
 """Most users one page may hold: a page is read into memory whole."""
@@ -192,6 +193,8 @@ class UserStore:
         """The profiles' attributes, indexed by user id: one column per name of the labels
         objects (``{"age": 34, "club": "ACTIVE"}``), for profiles written at or after
         ``since`` (None: all). Labels that are no object (a Gorse tag list) name no attribute."""
+        import pandas as pd  # here: the CLI's per-request commands must not load it
+
         query = select(UserRow.user_id, UserRow.labels)
         if since is not None:
             query = query.where(UserRow.updated_at >= since)
