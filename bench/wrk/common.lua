@@ -4,14 +4,31 @@ local M = {}
 
 wrk.headers["X-API-Key"] = os.getenv("WRK_KEY")
 
--- WRK_DELAY_MS: each connection waits that long on average after an answer before its next
--- request, so that the connections together offer a set rate instead of as many requests as
--- they can. The waits are exponential (random, seeded per thread): fixed ones keep the
--- connections in step, and 16 requests arriving at once queue behind each other.
-local pace = tonumber(os.getenv("WRK_DELAY_MS") or "")
-if pace then
+-- WRK_RATE: requests per second this thread sends, open loop: the send times are a Poisson
+-- schedule of that rate (exponential gaps, seeded per thread), and each connection, once its
+-- answer is in, waits for the next free time of the schedule. So the rate offered does not
+-- depend on how fast the server answers (a closed loop, "pause after each answer", offers
+-- less exactly when answers slow down), and requests still arrive at random, not in step.
+-- A late answer makes its connection send at once: arrivals that were due are not dropped.
+local rate = tonumber(os.getenv("WRK_RATE") or "")
+if rate then
+  local ffi = require("ffi")
+  ffi.cdef[[
+    typedef struct { long tv_sec; long tv_nsec; } wrk_timespec;
+    int clock_gettime(int clock, wrk_timespec *ts);
+  ]]
+  local ts = ffi.new("wrk_timespec")
+  local function now_ms()
+    ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
+    return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+  end
   math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16))
-  function delay() return -pace * math.log(1 - math.random()) end
+  local gap_ms, slot = 1000 / rate, nil
+  function delay()
+    local now = now_ms()
+    slot = (slot or now) - gap_ms * math.log(1 - math.random())
+    return math.max(0, math.floor(slot - now + 0.5))
+  end
 end
 
 -- Each wrk thread gets a number, so that scripts can make ids no other thread makes.
