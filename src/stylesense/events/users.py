@@ -184,10 +184,12 @@ class UserStore:
                 s.delete(row)
             return row is not None
 
+    _LAST_CHANGE = select(func.max(UserRow.updated_at))  # built once: a served ranker asks it per request
+
     def last_change(self) -> datetime | None:
         """When a profile was last written (None: none is stored): one query on an index."""
         with self.engine.connect() as c:
-            return _aware(c.scalar(select(func.max(UserRow.updated_at))))
+            return _aware(c.scalar(self._LAST_CHANGE))
 
     def attributes(self, since: datetime | None = None) -> pd.DataFrame:
         """The profiles' attributes, indexed by user id: one column per name of the labels
