@@ -40,13 +40,19 @@ from .exact import empty_results
 from .filters import Filter, ItemScalars, accepted
 
 DEFAULT_TABLE = "stylesense_vectors"
-EF_SEARCH = 100
-"""``hnsw.ef_search`` unfiltered: recall@10 0.995 on 100k x 256 embedding-like vectors, 8 ms."""
+EF_SEARCH = 200
+"""``hnsw.ef_search`` unfiltered: at 100 recall@10 was 0.995 on 100k x 256 embedding-like vectors
+but 0.923 on 1M; 200 gives 0.965 there (bench/backends.py --pg-ef, docs/scaling.md)."""
 FILTERED_EF_SEARCH = 400
 """``hnsw.ef_search`` under a filter. Measured on 100k x 256 (category filters, 100 queries):
 at 10% selectivity ef 100/200/400 gave recall@10 0.951/0.964/0.988 (24/20/32 ms); at 1%,
 0.946/0.951/1.0 (87/78/16 ms), because at 400 the planner prices the HNSW walk above a bitmap
 scan of the GIN index plus an exact sort of the ~1000 matches, and takes the exact plan."""
+BUILD_BYTES_PER_DIM = 4  # a float32 coordinate
+BUILD_BYTES_PER_ROW = 700  # HNSW neighbour lists and tuple overhead beside the vector (1.7 KB a row at 1M x 256)
+BUILD_MEMORY_MB = (512, 4096)
+"""``maintenance_work_mem`` bounds of a build: the graph must fit in it, or the rest of the build
+goes to disk (4.4-4.7x slower at 1M x 256 with 512 MB); never above 4 GB of the server's RAM."""
 MAX_SCAN_TUPLES = 50_000
 """``hnsw.max_scan_tuples`` for iterative scans: enough for k=10 at 0.1% selectivity on 10M rows
 is not the aim; 50k tuples covers 1% filters to k=100 on the measured data (default 20k)."""
@@ -99,7 +105,7 @@ class PgVectorIndex(DatabaseIndex):
                 "in_stock boolean NOT NULL DEFAULT true)"))
             self._copy(conn, staging, ids, vectors, scalars)
             # Built after the load: one pass over the rows instead of an insert per row.
-            conn.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
+            conn.execute(text(f"SET LOCAL maintenance_work_mem = '{build_memory_mb(len(ids), self.dim)}MB'"))
             conn.execute(text(
                 f"CREATE INDEX {staging}_hnsw ON {staging} USING hnsw (embedding vector_ip_ops) "
                 f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"))
@@ -261,3 +267,11 @@ def connect(url: str, shared: Engine | None = None) -> Engine:
     if shared is not None and shared.url == wanted:
         return shared
     return create_engine(wanted, pool_pre_ping=True)
+
+
+def build_memory_mb(rows: int, dim: int) -> int:
+    """``maintenance_work_mem`` for building the HNSW graph of ``rows`` vectors of ``dim``: the
+    graph's size with a quarter to spare, within BUILD_MEMORY_MB."""
+    need = 1.25 * rows * (BUILD_BYTES_PER_DIM * dim + BUILD_BYTES_PER_ROW) / 2**20
+    low, high = BUILD_MEMORY_MB
+    return int(min(high, max(low, need)))
