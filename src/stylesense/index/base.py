@@ -13,7 +13,7 @@ Where an index lives and when it is rebuilt is :mod:`stylesense.index.store`'s b
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -125,6 +125,25 @@ class DatabaseIndex(VectorIndex):
     @abstractmethod
     def _stored_dim(self) -> int | None:
         """The stored vectors' dimension; None where nothing is stored under this name yet."""
+
+    def search(
+        self, queries: np.ndarray, k: int, *, where: Filter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from .exact import empty_results  # here: exact loads faiss, which a database index never needs
+
+        queries = self._check_queries(queries, k)
+        scores, ids = empty_results(len(queries), k)
+        if k == 0 or not len(queries):
+            return scores, ids
+        for row, hits in enumerate(self._search_rows(queries, k, where)):
+            ids[row, : len(hits)] = [i for i, _ in hits]
+            scores[row, : len(hits)] = [s for _, s in hits]
+        return scores, ids
+
+    @abstractmethod
+    def _search_rows(self, queries: np.ndarray, k: int, where: Filter | None) -> Iterable[list[tuple[int, float]]]:
+        """Per query (checked, k >= 1), its up to k (id, inner product) best first, with the
+        filter evaluated inside the database's own search."""
 
     @abstractmethod
     def _fetch(self, ids: list[int]) -> dict[int, object]:

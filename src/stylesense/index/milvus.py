@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,6 @@ import numpy as np
 from stylesense.errors import InvalidInput
 
 from .base import DatabaseIndex, as_id
-from .exact import empty_results
 from .filters import Filter, ItemScalars, accepted
 
 DEFAULT_COLLECTION = "stylesense_vectors"
@@ -109,22 +108,13 @@ class MilvusIndex(DatabaseIndex):
             self.client.delete(self.collection, ids=ids.tolist())
 
     # --- reads ------------------------------------------------------------------------------
-    def search(
-        self, queries: np.ndarray, k: int, *, where: Filter | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        queries = self._check_queries(queries, k)
-        scores, ids = empty_results(len(queries), k)
-        if k == 0 or not len(queries):
-            return scores, ids
+    def _search_rows(self, queries: np.ndarray, k: int, where: Filter | None) -> Iterator[list[tuple[int, float]]]:
         found = self.client.search(
             self.collection, data=[q.tolist() for q in queries], limit=k, filter=milvus_expression(where),
             search_params={"metric_type": "IP", "params": {"ef": max(EF_SEARCH, k)}}, output_fields=[],
         )
-        for row, hits in enumerate(found):
-            hits = sorted(hits, key=lambda h: -h["distance"])
-            ids[row, : len(hits)] = [h["id"] for h in hits]
-            scores[row, : len(hits)] = [h["distance"] for h in hits]
-        return scores, ids
+        for hits in found:
+            yield sorted(((h["id"], h["distance"]) for h in hits), key=lambda h: -h[1])
 
     def _fetch(self, ids: list[int]) -> dict[int, object]:
         if not ids:

@@ -36,7 +36,6 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from stylesense.errors import InvalidInput
 
 from .base import DatabaseIndex, as_id
-from .exact import empty_results
 from .filters import Filter, ItemScalars, accepted
 
 DEFAULT_TABLE = "stylesense_vectors"
@@ -145,22 +144,14 @@ class PgVectorIndex(DatabaseIndex):
                     copy.write_row((int(ids[i]), vectors[i], Jsonb(s.terms), Jsonb(s.numbers), s.in_stock))
 
     # --- reads ------------------------------------------------------------------------------
-    def search(
-        self, queries: np.ndarray, k: int, *, where: Filter | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        queries = self._check_queries(queries, k)
-        scores, ids = empty_results(len(queries), k)
-        if k == 0 or not len(queries):
-            return scores, ids
+    def _search_rows(self, queries: np.ndarray, k: int, where: Filter | None) -> Iterator[list[tuple[int, float]]]:
         predicates, params = sql_predicates(where)
         statement = text(f"SELECT id, embedding <#> :q AS d FROM {self.table}{predicates} ORDER BY d LIMIT :k")
         with self._searching(self.ef_search if where is None else self.filtered_ef_search) as conn:
-            for row, q in enumerate(queries):
+            for q in queries:
                 found = conn.execute(statement, {**params, "q": q, "k": k}).all()
                 found.sort(key=lambda r: r[1])  # relaxed_order: near-equal rows may come swapped
-                ids[row, : len(found)] = [r[0] for r in found]
-                scores[row, : len(found)] = [-r[1] for r in found]
-        return scores, ids
+                yield [(r[0], -r[1]) for r in found]
 
     @contextmanager
     def _connection(self, *, begin: bool = False) -> Iterator[Connection]:
