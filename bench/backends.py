@@ -22,10 +22,10 @@ The Postgres server is set up as one serving an index would be: ``shared_buffers
 to hold the table and its indexes (``--pg-shared-buffers``; the 128 MB default would make every
 1M-row query read through the OS cache), and ``max_parallel_maintenance_workers`` = threads - 1
 (the leader builds too), so the HNSW build uses the same cores FAISS does. The index's own build
-sets ``maintenance_work_mem`` to 512 MB; pgvector's in-memory graph outgrows that past ~300k x
-256 and the rest of the build inserts on disk, which the server says in a NOTICE (recorded in
-the row). ``--pg-index-memory 3GB`` then also times a ``REINDEX`` of the HNSW index with that
-much memory: the build a server sized for it does, and the rate the capacity plan uses.
+sizes ``maintenance_work_mem`` from the rows (``pgvector.build_memory_mb``, 512 MB to 4 GB); when
+pgvector's in-memory graph outgrows it the rest of the build inserts on disk, which the server
+says in a NOTICE (recorded in the row). ``--pg-index-memory 3GB`` then also times a ``REINDEX``
+of the HNSW index with that much memory.
 ``--pg-ef 200,400`` also times pgvector's queries at those ``hnsw.ef_search`` values (filtered
 and not): the index's own values (100, 400 under a filter) were chosen at 100k.
 
