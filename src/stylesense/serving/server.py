@@ -13,7 +13,6 @@ with one connection, 2026-12-01; docs/api.md).
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import socket
@@ -29,19 +28,10 @@ _HOME, _SETTINGS = "STYLESENSE_HOME", "STYLESENSE_SERVE_SETTINGS"
 
 
 def app_from_env() -> FastAPI:
-    """The app a worker serves: home and settings from the environment ``serve`` set.
-
-    WHY the collector is frozen here, in the worker ``serve`` starts and nowhere else: the ~110k
-    objects that the imports and the opened home leave live are never garbage, yet every full
-    collection walks them all (~60 ms on these 2 cores, measured with the bench home), a pause
-    every request the worker holds waits behind. Frozen, collections walk only what requests
-    allocate. A process that embeds ``create_app`` keeps its own collector as it is."""
+    """The app a worker serves: home and settings from the environment ``serve`` set."""
     raw = json.loads(os.environ.get(_SETTINGS, "{}"))
     raw["cors_origins"] = tuple(raw.get("cors_origins", ()))
-    app = create_app(os.environ.get(_HOME), Settings(**raw))
-    gc.collect()
-    gc.freeze()
-    return app
+    return create_app(os.environ.get(_HOME), Settings(**raw))
 
 
 def serve(home: Path | None, settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
