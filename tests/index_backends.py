@@ -12,10 +12,13 @@ import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from sqlalchemy import event
 
 from stylesense.index import DATABASE_KINDS, KINDS, make_index
 from stylesense.index.base import VectorIndex
@@ -108,3 +111,18 @@ class Built(dict):
         index = self[kind] = self.new_index(kind, self.dim)
         index.build(*self.items_)
         return index
+
+
+@contextmanager
+def statements(engine) -> Iterator[list[str]]:
+    """Every SQL statement ``engine`` sends while the block runs."""
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -5,12 +5,9 @@ those ids; and pgvector shares the home's connection pool. Real servers througho
 session's embedded Postgres and Milvus Lite (tests/index_backends.py)."""
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from sqlalchemy import event
 from typer.testing import CliRunner
 
 from stylesense.catalog.filters import FilterError, Filters
@@ -22,26 +19,11 @@ from stylesense.errors import NotFound
 from stylesense.index import DATABASE_KINDS
 from stylesense.index.synthetic import clustered_unit_vectors
 
-from index_backends import BACKENDS, Built
+from index_backends import BACKENDS, Built, statements
 
 runner = CliRunner()
 DIM = 16
 N = 400
-
-
-@contextmanager
-def statements(engine) -> Iterator[list[str]]:
-    """Every SQL statement ``engine`` sends while the block runs."""
-    sent: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args) -> None:
-        sent.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def vector_statements(sent: list[str]) -> list[str]:

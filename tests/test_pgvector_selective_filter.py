@@ -13,6 +13,8 @@ from stylesense.index import pgvector
 from stylesense.index.filters import Filter, ItemScalars
 from stylesense.index.synthetic import clustered_unit_vectors
 
+from index_backends import statements
+
 DIM = 16
 N = 60_000  # the smallest size tried (3k, 20k, 60k) at which the planner walks the graph under this filter
 K = 10
@@ -69,18 +71,9 @@ def test_a_broad_filter_walks_the_graph_and_still_fills_k(shop, monkeypatch):
     """More matches than EXACT_MAX_ROWS: the HNSW walk (with its normal budget) answers."""
     index, x, far = shop
     monkeypatch.setattr(pgvector, "EXACT_MAX_ROWS", 500)
-    sent: list[str] = []
-    from sqlalchemy import event
-
-    def record(_conn, _cursor, statement, *_args) -> None:
-        sent.append(statement)
-
-    event.listen(index.engine, "before_cursor_execute", record)
-    try:
-        q = queries(x)
+    q = queries(x)
+    with statements(index.engine) as sent:
         _, ids = index.search(q, K, where=Filter(match=Filters.parse(["side=near"])))
-    finally:
-        event.remove(index.engine, "before_cursor_execute", record)
     assert not any("enable_indexscan" in s for s in sent)
     recall = np.mean([len(set(row) & set(exact(x, ~far, query))) / K for row, query in zip(ids.tolist(), q)])
     assert recall >= 0.9
