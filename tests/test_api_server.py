@@ -91,6 +91,45 @@ def test_a_keep_alive_connection_is_closed_after_its_hundredth_answer_and_the_cl
     assert closing == [N, 2 * N]
 
 
+def test_a_backed_up_worker_asks_long_lived_connections_to_reconnect_and_the_clients_carry_on(
+        server: ServerProcess, write_key: str) -> None:
+    """Connections opened in a burst can all land on one worker, which then queues every
+    request while the other idles. A worker with more than REBALANCE_IN_FLIGHT requests in
+    flight answers a connection that has served REBALANCE_MIN_REQUESTS with `Connection: close`,
+    so its client reconnects, likelier to the idle worker. Unhurried requests keep their
+    connection; every request of a burst is answered."""
+    from stylesense.serving.server import REBALANCE_IN_FLIGHT, REBALANCE_MIN_REQUESTS
+
+    clients = [httpx.Client(base_url=server.url, headers={"X-API-Key": write_key}) for _ in range(4 * REBALANCE_IN_FLIGHT)]
+    try:
+        warm = [c.get("/v1/users/alice/recommendations") for c in clients for _ in range(REBALANCE_MIN_REQUESTS)]
+        assert {r.status_code for r in warm} == {200}
+        assert not [r for r in warm if r.headers.get("connection") == "close"]  # one at a time: never backed up
+        closed: list[int] = []
+        for _ in range(5):  # bursts of one request per connection, all sent at once
+            start = threading.Barrier(len(clients))
+
+            def burst(c: httpx.Client) -> httpx.Response:
+                start.wait()
+                return c.post("/v1/search", json={"item_id": ITEMS[0], "k": 10})
+
+            answers: list[httpx.Response] = [None] * len(clients)  # type: ignore[list-item]
+            threads = [threading.Thread(target=lambda i=i: answers.__setitem__(i, burst(clients[i])))
+                       for i in range(len(clients))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert [r.status_code for r in answers] == [200] * len(clients)
+            closed.append(sum(r.headers.get("connection") == "close" for r in answers))
+        assert sum(closed) > 0, closed
+        after = [c.get("/v1/users/alice/recommendations").status_code for c in clients]  # reconnected
+        assert after == [200] * len(clients)
+    finally:
+        for c in clients:
+            c.close()
+
+
 def test_a_key_revoked_by_the_cli_is_refused_by_every_worker_on_its_next_request(server: ServerProcess, write_key: str) -> None:
     """Each worker remembers the keys it has checked (serving.keys); a revocation made by
     another process still counts from the next request on, in every worker. Every request
