@@ -232,15 +232,19 @@ class Study:
     steerable: dict[str, Adapter]
 
     def inputs(self, kind: str) -> np.ndarray:
-        """What a colour head trains on: the descriptor, or it beside the (unit) CNN features."""
-        return self.desc if kind == "descriptor" else np.concatenate([self.desc, normalize(self.feats)], axis=1)
+        """What a colour head trains on: the descriptor, or the CNN features with the
+        descriptor after them, as a home with colour features stores them."""
+        return self.desc if kind == "descriptor" else np.concatenate([self.feats, self.desc], axis=1)
 
     def head(self, kind: str, train_rows: str, threads: int) -> Adapter:
-        """A colour head (the steerable adapter's colour part, on other inputs) on these rows."""
+        """A colour head (the steerable adapter's colour part, on other inputs) on these rows;
+        on "both", the part a steerable adapter of a home with colour features has."""
         column = SETUPS[self.name][1]
         labels = self.meta[column].to_numpy()[self.rows[train_rows]]
+        both = kind == "both"
         return Adapter.train(self.inputs(kind)[self.rows[train_rows]], [labels], label_names=[column],
-                             parts=[Part("colour", (column,), 64, 1.0)], threads=threads)
+                             parts=[Part("colour", (column,), 64, 1.0, colour_input=both)],
+                             colour_dim=colour.DIM if both else 0, threads=threads)
 
 
 def blend(*blocks: tuple[np.ndarray, float]) -> np.ndarray:

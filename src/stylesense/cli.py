@@ -113,6 +113,7 @@ def init(
     price_column: Annotated[str, typer.Option(help="Metadata column holding the price.")] = "price",
     stock_column: Annotated[str, typer.Option(help="Metadata column saying whether an item is in stock (0, false, no, sold out: never recommended).")] = "in_stock",
     catalogue_only: Annotated[bool, typer.Option("--catalogue-only", help="Recommend only catalogue products, never items known only from events.")] = False,
+    colour_features: Annotated[bool, typer.Option("--colour-features", help="Also store each photo's colour descriptor, for `adapt --colour` to train a steerable adapter's colour part on (an adapter trained so sets it itself).")] = False,
 ) -> None:
     """Create a home (or re-configure an empty one)."""
     from stylesense.engine import StyleSense
@@ -120,7 +121,7 @@ def init(
     try:
         ss = StyleSense.init(_state.get("home"), embedder=embedder, adapter=adapter, index_kind=index_kind,  # type: ignore[arg-type]
                              database_url=database_url, price_column=price_column, stock_column=stock_column,
-                             catalogue_only=catalogue_only, milvus_uri=milvus_uri)
+                             catalogue_only=catalogue_only, milvus_uri=milvus_uri, colour_features=colour_features)
     except OSError as e:
         _fail(str(e))
     out.print(f"home ready: {ss.home.root} (embedder {ss.embedder_name}, index {ss.config.index_kind})")

@@ -31,7 +31,8 @@ from stylesense.index import load_index
 from stylesense.index.store import database_store
 from stylesense.recommenders import load_recommender
 from stylesense.vision.adapter import Adapter, normalize
-from stylesense.vision.embedder import EMBEDDERS, make_embedder
+from stylesense.vision.colour import DIM as COLOUR_DIM
+from stylesense.vision.embedder import CNN_DIM, EMBEDDERS, make_embedder
 from stylesense.vision.images import content_hash
 
 RECIPE_MATCH = 0.99
@@ -140,8 +141,8 @@ def _rebuild_config(h: Home, threads: int | None) -> tuple[Config | None, str]:
     """A config for a home whose config.json is lost, from what the home holds, and what was
     recovered; (None, why) when the stored features' recipe cannot be confirmed."""
     config = Config(recommender=_newest_model(h))
-    recipes = [(e, config.image_fit, config.pooling) for e in EMBEDDERS]
-    recipes += [(e, LEGACY_RECIPE["image_fit"], LEGACY_RECIPE["pooling"]) for e in EMBEDDERS]
+    recipes = [(e, config.image_fit, config.pooling, False) for e in EMBEDDERS]
+    recipes += [(e, LEGACY_RECIPE["image_fit"], LEGACY_RECIPE["pooling"], False) for e in EMBEDDERS]
     if (h.root / ADAPTER_NAME).exists():
         try:
             adapter = Adapter.load(h.root / ADAPTER_NAME)
@@ -149,32 +150,43 @@ def _rebuild_config(h: Home, threads: int | None) -> tuple[Config | None, str]:
             return None, f"the home's adapter is damaged too ({e.reason})"
         config.adapter = ADAPTER_NAME
         # An adapter only works on the recipe it was trained on: the only candidates.
-        recipes = list(dict.fromkeys(tuple(adapter_recipe(adapter, e).values()) for e in EMBEDDERS))
+        recipes = list(dict.fromkeys(_recipe_of(adapter_recipe(adapter, e)) for e in EMBEDDERS))
     defaults = "other settings (index kind, columns, event weights) are back to their defaults"
     store = CatalogStore(h.database_url(config))
     pks, raw = store.features()
+    if config.adapter is None and len(pks) and raw.shape[1] == CNN_DIM + COLOUR_DIM:  # `init --colour-features`
+        recipes = [(*r[:3], True) for r in recipes]
     if not len(pks):
-        config.embedder, config.image_fit, config.pooling = recipes[0]
+        config.embedder, config.image_fit, config.pooling, config.colour_features = recipes[0]
         return config, f"no item has features yet, so any embedder is safe: {_recipe(recipes[0])}; {defaults}"
     photos = _unchanged_photos(store, pks, raw)
     if not photos:
         return None, ("no stored photo is still on disk unchanged, so nothing shows which embedder made the "
                       "features: restore config.json from a backup")
     paths, stored = [p for p, _ in photos], normalize(np.stack([f for _, f in photos]))
-    for name, fit, pooling in recipes:
-        embedder = make_embedder(name, cache_dir=h.models_dir, threads=threads, fit=fit, pooling=pooling)
+    for recipe in recipes:
+        name, fit, pooling, colour = recipe
+        embedder = make_embedder(name, cache_dir=h.models_dir, threads=threads, fit=fit, pooling=pooling,
+                                 colour=colour)
         feats, failed = embedder.embed_files(paths)
         if not failed and float((normalize(feats) * stored).sum(axis=1).min()) >= RECIPE_MATCH:
-            config.embedder, config.image_fit, config.pooling = name, fit, pooling
-            return config, (f"{_recipe((name, fit, pooling))}, confirmed by re-embedding {len(paths)} stored "
+            config.embedder, config.image_fit, config.pooling, config.colour_features = recipe
+            return config, (f"{_recipe(recipe)}, confirmed by re-embedding {len(paths)} stored "
                             f"photos; {defaults}")
     return None, (f"none of the known recipes ({', '.join(_recipe(r) for r in recipes)}) reproduces the stored "
                   "features: restore config.json from a backup")
 
 
-def _recipe(recipe: tuple[str, str, str]) -> str:
-    name, fit, pooling = recipe
-    return f"embedder {name} ({fit} fit, {pooling} pooling)"
+Recipe = tuple[str, str, str, bool]  # embedder, image fit, pooling, colour descriptor
+
+
+def _recipe_of(recipe: dict[str, str]) -> Recipe:
+    return recipe["embedder"], recipe["image_fit"], recipe["pooling"], "colour" in recipe
+
+
+def _recipe(recipe: Recipe) -> str:
+    name, fit, pooling, colour = recipe
+    return f"embedder {name} ({fit} fit, {pooling} pooling{', colour descriptor' if colour else ''})"
 
 
 def _unchanged_photos(store: CatalogStore, pks: np.ndarray, raw: np.ndarray) -> list[tuple[Path, np.ndarray]]:
@@ -217,9 +229,9 @@ def _check_adapter(ss: StyleSense) -> Finding | None:
     recipe = adapter_recipe(adapter, ss.config.embedder)
     if recipe != ss.feature_recipe:
         return Finding("adapter", False, (
-            f"adapter file {path} was trained on {_recipe(tuple(recipe.values()))} features, but this home makes "
-            f"{_recipe(tuple(ss.feature_recipe.values()))} features: copy back the adapter this home was made with"))
-    return Finding("adapter", True, f"{path} loads and matches the home's {_recipe(tuple(recipe.values()))}")
+            f"adapter file {path} was trained on {_recipe(_recipe_of(recipe))} features, but this home makes "
+            f"{_recipe(_recipe_of(ss.feature_recipe))} features: copy back the adapter this home was made with"))
+    return Finding("adapter", True, f"{path} loads and matches the home's {_recipe(_recipe_of(recipe))}")
 
 
 def _check_index(ss: StyleSense, repair: bool) -> Finding:

@@ -36,6 +36,7 @@ from stylesense.index import DATABASE_KINDS, KINDS, make_index
 from stylesense.index.filters import Filter, ItemScalars
 from stylesense.index.store import IndexStore, open_store, store_key
 from stylesense.vision.adapter import Adapter, Steer, normalize
+from stylesense.vision.colour import DIM as COLOUR_DIM, VERSION as COLOUR_VERSION
 
 if TYPE_CHECKING:  # the embedder and the image decoder bring PIL: imported where photos are read
     from stylesense.behaviour import Behaviour
@@ -167,13 +168,16 @@ class StyleSense:
         stock_column: str = "in_stock",
         catalogue_only: bool = False,
         milvus_uri: str | None = None,
+        colour_features: bool = False,
     ) -> "StyleSense":
         """Create (or re-configure an empty) home. The embedder and adapter are fixed once items
-        exist, because vectors from two models are not comparable."""
+        exist, because vectors from two models are not comparable. ``colour_features``: store each
+        photo's colour descriptor beside its CNN features (what `adapt --colour` trains a
+        steerable adapter's colour part on; an adapter trained so sets it itself)."""
         h = Home.resolve(home)
         config = Config(embedder=embedder, index_kind=index_kind, database_url=database_url,
                         price_column=price_column, stock_column=stock_column, catalogue_only=catalogue_only,
-                        milvus_uri=milvus_uri)
+                        milvus_uri=milvus_uri, colour_features=colour_features)
         if index_kind not in {"auto", *KINDS, *DATABASE_KINDS}:
             raise InvalidInput(f"unknown index kind {index_kind!r}: auto, {', '.join([*KINDS, *DATABASE_KINDS])}")
         if index_kind == "pgvector" and not (database_url or "").startswith("postgresql"):
@@ -187,6 +191,10 @@ class StyleSense:
                         f"{h.root} already holds a catalogue built with embedder {old.embedder!r}"
                         f"{' and an adapter' if old.adapter else ''}; use a new --home to change that"
                     )
+                if colour_features != old.colour_features and adapter is None:
+                    raise Conflict(f"{h.root} already holds a catalogue embedded "
+                                   f"{'with' if old.colour_features else 'without'} colour features; "
+                                   "use a new --home to change that")
                 config.image_fit, config.pooling = old.image_fit, old.pooling  # its vectors' recipe
         h.root.mkdir(parents=True, exist_ok=True)
         if adapter is not None:
@@ -195,6 +203,7 @@ class StyleSense:
             if recipe["embedder"] != embedder:
                 raise InvalidInput(f"{adapter} was trained on {recipe['embedder']!r} features, not {embedder!r}")
             config.image_fit, config.pooling = recipe["image_fit"], recipe["pooling"]
+            config.colour_features = "colour" in recipe
             shutil.copyfile(adapter, h.root / ADAPTER_NAME)
             config.adapter = ADAPTER_NAME
         h.save_config(config)
@@ -250,7 +259,7 @@ class StyleSense:
 
             self._embedder = make_embedder(
                 self.config.embedder, cache_dir=self.home.models_dir, threads=self.threads,
-                fit=self.config.image_fit, pooling=self.config.pooling,
+                fit=self.config.image_fit, pooling=self.config.pooling, colour=self.config.colour_features,
             )
         return self._embedder
 
@@ -267,9 +276,11 @@ class StyleSense:
 
     @property
     def feature_recipe(self) -> dict[str, str]:
-        """What the raw vectors are: embedder, image fit and pooling (recorded in adapters)."""
+        """What the raw vectors are: embedder, image fit and pooling, and the colour descriptor's
+        version where one follows the CNN features (recorded in adapters)."""
         c = self.config
-        return {"embedder": c.embedder, "image_fit": c.image_fit, "pooling": c.pooling}
+        colour = {"colour": f"v{COLOUR_VERSION}"} if c.colour_features else {}
+        return {"embedder": c.embedder, "image_fit": c.image_fit, "pooling": c.pooling, **colour}
 
     @property
     def embedder_name(self) -> str:
@@ -294,8 +305,17 @@ class StyleSense:
         return Experiments(self)
 
     def to_vectors(self, raw: np.ndarray) -> np.ndarray:
-        """Raw CNN features -> the vectors the index holds."""
-        return self.adapter.transform(raw) if self.adapter is not None else normalize(raw)
+        """Raw features -> the vectors the index holds."""
+        return self.adapter.transform(raw) if self.adapter is not None else self.off_the_shelf(raw)
+
+    def off_the_shelf(self, raw: np.ndarray) -> np.ndarray:
+        """Raw features -> unit CNN features, without the colour descriptor where the home has one."""
+        return normalize(raw[:, : raw.shape[1] - self.colour_dim])
+
+    @property
+    def colour_dim(self) -> int:
+        """Columns of the raw features that are the photo's colour descriptor (0: none)."""
+        return COLOUR_DIM if self.config.colour_features else 0
 
     # -- catalogue -------------------------------------------------------------------
     def import_catalog(
@@ -813,7 +833,7 @@ class StyleSense:
         pks, raw = self.store.features()
         if len(pks) < 2:
             return []
-        vectors = normalize(raw)
+        vectors = self.off_the_shelf(raw)
         index = make_index("auto", vectors.shape[1], len(pks))
         index.build(pks, vectors)
         scores, ids = index.search(vectors, min(k + 1, len(pks)))
@@ -865,8 +885,9 @@ class StyleSense:
             raise NotReady("the catalogue is empty: import items first")
         *label_arrays, groups = self._columns(pks, *labels, *colour, group)
         names = [*labels, *colour]
-        parts = steerable_parts([*labels, "groups"], colour) if colour else None
-        args: dict[str, Any] = {"label_names": names, "parts": parts, "threads": self.threads}
+        parts = steerable_parts([*labels, "groups"], colour, pixel_colour=bool(self.colour_dim)) if colour else None
+        args: dict[str, Any] = {"label_names": names, "parts": parts, "threads": self.threads,
+                                "colour_dim": self.colour_dim}
         validation = None
         if mix is None:  # validated on held-out values of the first label: what a new kind of product needs
             mix, validation = validated_mix(raw, label_arrays, groups, holdout="labels", **args)
@@ -911,7 +932,7 @@ class StyleSense:
                 train, test = adapt_split(pks, groups, seed=0)
             adapter = Adapter.train(
                 raw[train], [labels[train]], None if groups is None else groups[train],
-                label_names=[label], threads=self.threads,
+                label_names=[label], threads=self.threads, colour_dim=self.colour_dim,
             )
             pks, labels = pks[test], labels[test]
             groups = None if groups is None else groups[test]
@@ -927,7 +948,7 @@ class StyleSense:
             metrics = measure(vectors)
             if split == "labels":
                 unseen = unseen[test]
-                off = normalize(raw[test])
+                off = self.off_the_shelf(raw[test])
                 for name, mask in (("seen", ~unseen), ("unseen", unseen)):
                     extra[name] = {
                         "items": int(mask.sum()),

@@ -45,6 +45,9 @@ class Config:
     embedder: str = "lite0"
     image_fit: str = "letterbox"  # how photos become the CNN's input (vision.embedder.FITS)
     pooling: str = "gem"  # how its last feature map becomes a vector (vision.embedder.POOLINGS)
+    # Each photo's colour descriptor (vision.colour) stored after its CNN features, for a
+    # steerable adapter's colour part to read (`init --colour-features`, or an adapter trained so).
+    colour_features: bool = False
     adapter: str | None = None  # file name inside the home, or None for off-the-shelf features
     index_kind: str = "auto"  # an in-memory kind (index file), or pgvector / milvus (stylesense.index.store)
     database_url: str | None = None  # None: SQLite file inside the home

@@ -196,18 +196,25 @@ class Part:
     labels name label columns passed to :meth:`Adapter.train` ("groups" = the same-product
     groups). A steerable adapter has a "shape" part (product type, product group, groups: colour
     variants of one product pulled together, so it learns to ignore colour) and a "colour" part.
-    weight: its share of the cosine of the full vector (normalised over all parts)."""
+    weight: its share of the cosine of the full vector (normalised over all parts).
+    colour_input: the head also reads the photo's colour descriptor (vision.colour), which then
+    follows the CNN features in the adapter's input: colour is in the pixels, and the CNN
+    features say whose colour it is (the garment's, not the model's jeans; docs/adapter.md)."""
 
     name: str
     labels: tuple[str, ...]
     dim: int = 256
     weight: float = 1.0
+    colour_input: bool = False
 
 
-def steerable_parts(shape_labels: Sequence[str], colour_labels: Sequence[str]) -> list[Part]:
+def steerable_parts(shape_labels: Sequence[str], colour_labels: Sequence[str], *, pixel_colour: bool = False
+                    ) -> list[Part]:
     """The layout that `stylesense search --same/--vary/--steer` works on. The 0.75/0.25 split
-    keeps plain search mostly about the kind of product (bench/steer.py)."""
-    return [Part("shape", tuple(shape_labels), 256, 0.75), Part("colour", tuple(colour_labels), 64, 0.25)]
+    keeps plain search mostly about the kind of product (bench/steer.py). ``pixel_colour``: the
+    features carry each photo's colour descriptor, and the colour part reads it."""
+    return [Part("shape", tuple(shape_labels), 256, 0.75),
+            Part("colour", tuple(colour_labels), 64, 0.25, colour_input=pixel_colour)]
 
 
 STEER_PUSH = 0.0
@@ -266,8 +273,10 @@ class Adapter:
     The output is the concatenation of its parts (``info["parts"]``, in order), each one
     unit-normalised and scaled by sqrt(weight), so the full vector's cosine is the weighted sum
     of the parts' cosines (weights sum to 1) and plain search needs nothing special. A head part:
-    normalize(gelu(xc @ w1 + b1) @ w2 + b2 + xc @ skip), xc = normalize(raw) - mean, with the
-    input scaling folded into w1 and skip; the "raw" part: normalize(raw).
+    normalize(gelu(xc @ w1 + b1) @ w2 + b2 + xc @ skip), xc = normalize(cnn) - mean, with the
+    input scaling folded into w1 and skip; the "raw" part: normalize(cnn). With
+    ``info["colour_dim"]`` > 0 the input's last columns are the photo's colour descriptor, and a
+    part with ``colour_input`` reads [normalize(cnn), normalize(descriptor)] - mean.
     """
 
     def __init__(self, weights: dict[str, np.ndarray], info: dict) -> None:
@@ -283,12 +292,18 @@ class Adapter:
         if set(weights) != expected_keys:
             raise InvalidInput(f"adapter weights {sorted(weights)} do not match its parts {heads}")
         self.weights = {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in sorted(expected_keys)}
-        d = self.weights["mean"].shape[0]
+        full = self.weights["mean"].shape[0]
+        colour_dim = int(info.get("colour_dim", 0))
+        if not 0 <= colour_dim < full:
+            raise InvalidInput("the colour descriptor must be a part of the input")
         for p in parts:
             if p["name"] == RAW:
-                if p["dim"] != d:
-                    raise InvalidInput("the raw part must have the input's dimension")
+                if p["dim"] != full - colour_dim:
+                    raise InvalidInput("the raw part must have the CNN features' dimension")
                 continue
+            if p.get("colour_input") and not colour_dim:
+                raise InvalidInput(f"part {p['name']!r} reads a colour descriptor the input lacks")
+            d = full if p.get("colour_input") else full - colour_dim
             w = {k: self.weights[f"{p['name']}.{k}"] for k in _HEAD}
             h, o = w["w1"].shape[1], p["dim"]
             expected = {"w1": (d, h), "b1": (h,), "w2": (h, o), "b2": (o,), "skip": (d, o)}
@@ -301,6 +316,11 @@ class Adapter:
     @property
     def in_dim(self) -> int:
         return self.weights["mean"].shape[0]
+
+    @property
+    def colour_dim(self) -> int:
+        """Columns of the input that are the photo's colour descriptor (0: CNN features only)."""
+        return int(self.info.get("colour_dim", 0))
 
     @property
     def out_dim(self) -> int:
@@ -331,17 +351,20 @@ class Adapter:
 
     def transform(self, features: np.ndarray) -> np.ndarray:
         """Adapted search vectors: float32, shape (n, out_dim), unit L2 norm."""
-        x = normalize(features)
-        if x.ndim != 2 or x.shape[1] != self.in_dim:
-            raise InvalidInput(f"expected features of shape (n, {self.in_dim}), got {x.shape}")
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim != 2 or features.shape[1] != self.in_dim:
+            raise InvalidInput(f"expected features of shape (n, {self.in_dim}), got {features.shape}")
+        x = _inputs(features, self.colour_dim)
         xc = x - self.weights["mean"]
+        cnn = self.in_dim - self.colour_dim
         blocks = []
         for p in self.info["parts"]:
             if p["name"] == RAW:
-                block = x
+                block = x[:, :cnn]
             else:
                 w = {k: self.weights[f"{p['name']}.{k}"] for k in _HEAD}
-                block = normalize(_gelu(xc @ w["w1"] + w["b1"]) @ w["w2"] + w["b2"] + xc @ w["skip"])
+                xp = xc if p.get("colour_input") else xc[:, :cnn]
+                block = normalize(_gelu(xp @ w["w1"] + w["b1"]) @ w["w2"] + w["b2"] + xp @ w["skip"])
             blocks.append(block if len(self.info["parts"]) == 1 else block * np.float32(np.sqrt(p["weight"])))
         return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
 
@@ -355,7 +378,7 @@ class Adapter:
         total = sum(p["weight"] for p in heads)
         parts = [{**p, "weight": (1 - raw_weight) * p["weight"] / total} for p in heads]
         if raw_weight > 0:
-            parts.append({"name": RAW, "dim": self.in_dim, "weight": raw_weight})
+            parts.append({"name": RAW, "dim": self.in_dim - self.colour_dim, "weight": raw_weight})
         return Adapter(dict(self.weights), {**self.info, "parts": parts, "raw_weight": raw_weight})
 
     def steer(self, vectors: np.ndarray, weights: Mapping[str, float]) -> np.ndarray:
@@ -388,6 +411,7 @@ class Adapter:
         label_names: Sequence[str] | None = None,
         parts: Sequence[Part] | None = None,
         raw_weight: float = 0.0,
+        colour_dim: int = 0,
         out_dim: int = 256,
         hidden: int = 1024,
         epochs: int = 100,
@@ -410,6 +434,8 @@ class Adapter:
             "groups" for the groups), e.g. :func:`steerable_parts`; default: one head of
             ``out_dim`` on every column.
         raw_weight: share of the off-the-shelf vector in the output (see :meth:`mixed`).
+        colour_dim: the features' last columns that are the photo's colour descriptor (the
+            embedder's ``colour``), read by the parts with ``colour_input`` only.
         epochs: passes over the catalogue, capped at max_steps optimiser steps in all (per
             head), so a big catalogue trains in bounded time (it needs fewer passes anyway).
         progress(epoch, epochs, mean_loss) is called after every epoch (epochs of all heads).
@@ -420,10 +446,14 @@ class Adapter:
             recall 0.678 -> 0.681; Kaggle articleType 0.8005 -> 0.8015.
         """
         start = time.perf_counter()
-        x = normalize(features)
-        if x.ndim != 2:
-            raise InvalidInput(f"features must be 2-d, got shape {x.shape}")
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim != 2:
+            raise InvalidInput(f"features must be 2-d, got shape {features.shape}")
+        if not 0 <= colour_dim < features.shape[1]:
+            raise InvalidInput(f"colour_dim {colour_dim} must leave CNN features in the input")
+        x = _inputs(features, colour_dim)
         n, d = x.shape
+        cnn = d - colour_dim
         targets = _targets(labels, groups, label_names, n)
         if parts is None:
             parts = [Part("adapted", tuple(name for _, _, name in targets), out_dim)]
@@ -431,14 +461,14 @@ class Adapter:
         for part in parts:
             if part.name == RAW or not part.labels or part.weight <= 0:
                 raise InvalidInput(f"part {part.name!r}: needs a name other than {RAW!r}, labels and a positive weight")
+            if part.colour_input and not colour_dim:
+                raise InvalidInput(f"part {part.name!r} reads the colour descriptor: embed with colour features")
             if not set(part.labels) & known:
                 raise InvalidInput(f"part {part.name!r}: none of {list(part.labels)} can teach anything "
                                    f"(usable columns: {', '.join(sorted(known))})")
 
         mean = x.mean(axis=0)
         xc = x - mean
-        # One global factor (not per dimension): unit average variance per input dimension.
-        in_scale = float(np.sqrt((xc.astype(np.float64) ** 2).sum(axis=1).mean() / d)) or 1.0
         n_batches = max(1, -(-n // batch_size))
         epochs = max(1, min(epochs, max_steps // n_batches))
         hp = {"seed": seed, "scale": scale, "lr": lr, "weight_decay": weight_decay, "input_dropout": input_dropout,
@@ -455,7 +485,10 @@ class Adapter:
                 if progress is not None:
                     progress(offset + epoch, epochs * len(parts), loss)
 
-            head, losses = _fit_head(xc / np.float32(in_scale), chosen, part.dim, hidden, epochs, n_batches,
+            xp = xc if part.colour_input else xc[:, :cnn]
+            # One global factor (not per dimension): unit average variance per input dimension.
+            in_scale = float(np.sqrt((xp.astype(np.float64) ** 2).sum(axis=1).mean() / xp.shape[1])) or 1.0
+            head, losses = _fit_head(xp / np.float32(in_scale), chosen, part.dim, hidden, epochs, n_batches,
                                      threads, tick, **hp)
             head["w1"] /= in_scale
             head["skip"] /= in_scale
@@ -467,6 +500,7 @@ class Adapter:
             "format": FORMAT,
             "version": VERSION,
             "in_dim": d,
+            "colour_dim": colour_dim,
             "out_dim": sum(p.dim for p in parts),
             "hidden": hidden,
             "parts": layout,
@@ -513,6 +547,14 @@ class Adapter:
             return cls(weights, info)
         except InvalidInput as err:
             raise DamagedFile(path, f"not a stylesense adapter ({err})") from None
+
+
+def _inputs(features: np.ndarray, colour_dim: int) -> np.ndarray:
+    """What the heads read: the unit CNN features, then the unit colour descriptor if any."""
+    if not colour_dim:
+        return normalize(features)
+    cut = features.shape[1] - colour_dim
+    return np.concatenate([normalize(features[:, :cut]), normalize(features[:, cut:])], axis=1)
 
 
 def parse_mix(text: str) -> float | None:

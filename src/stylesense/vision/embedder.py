@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from stylesense.errors import InvalidInput
+from stylesense.vision.colour import DIM as COLOUR_DIM, colour_descriptor
 from stylesense.vision.images import ImageError, letterbox, load_image
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ _ONNX_TAG = "u8nhwc-dynhw-v2"
 
 # Native input size (px) of each supported variant.
 _VARIANTS: dict[str, int] = {"lite0": 224, "lite2": 260}
+CNN_DIM = 1280
+"""Width of every variant's pooled features (EfficientNet-Lite's last stage)."""
 EMBEDDERS: tuple[str, ...] = tuple(_VARIANTS)
 
 
@@ -65,13 +68,21 @@ class Embedder(ABC):
     """Turns RGB images into feature vectors of length ``dim``.
 
     Subclasses implement :meth:`preprocess` (one image -> model input array) and
-    :meth:`forward` (stacked inputs -> features); batching, threaded decoding and error
-    reporting are shared here.
+    :meth:`forward` (stacked inputs -> ``cnn_dim`` features); batching, threaded decoding and
+    error reporting are shared here. With ``colour`` on, each photo's colour descriptor
+    (:func:`stylesense.vision.colour.colour_descriptor`, read off the decoded photo in the same
+    decoder thread, so it overlaps inference too) follows its CNN features: a steerable
+    adapter's colour part trains on both (docs/adapter.md).
     """
 
     name: str
-    dim: int
+    cnn_dim: int
     image_size: int
+    colour: bool = False
+
+    @property
+    def dim(self) -> int:
+        return self.cnn_dim + (COLOUR_DIM if self.colour else 0)
 
     @abstractmethod
     def preprocess(self, image: Image.Image) -> np.ndarray:
@@ -79,20 +90,25 @@ class Embedder(ABC):
 
     @abstractmethod
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        """Stacked :meth:`preprocess` outputs -> (n, dim) float32 raw features."""
+        """Stacked :meth:`preprocess` outputs -> (n, cnn_dim) float32 raw features."""
 
     def embed_batch(self, images: list[Image.Image]) -> np.ndarray:
         """Embed already-decoded RGB images; returns (len(images), dim) float32."""
-        if not images:
-            return np.zeros((0, self.dim), np.float32)
-        return self._forward_arrays([self.preprocess(img) for img in images])
+        return self._features([self._prepare(img) for img in images])
 
-    def _forward_arrays(self, arrays: list[np.ndarray]) -> np.ndarray:
-        """:meth:`forward` over inputs that may differ in shape (one call per shape)."""
-        out = np.zeros((len(arrays), self.dim), np.float32)
-        for shape in dict.fromkeys(a.shape for a in arrays):
-            rows = [i for i, a in enumerate(arrays) if a.shape == shape]
-            out[rows] = self.forward(np.stack([arrays[i] for i in rows]))
+    def _prepare(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+        """What one photo contributes: the model's input, and its colour descriptor if on."""
+        return self.preprocess(image), colour_descriptor(image) if self.colour else None
+
+    def _features(self, prepared: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+        """:meth:`forward` over inputs that may differ in shape (one call per shape), with the
+        descriptors after the CNN features."""
+        out = np.zeros((len(prepared), self.dim), np.float32)
+        for shape in dict.fromkeys(a.shape for a, _ in prepared):
+            rows = [i for i, (a, _) in enumerate(prepared) if a.shape == shape]
+            out[rows, : self.cnn_dim] = self.forward(np.stack([prepared[i][0] for i in rows]))
+        if self.colour and prepared:
+            out[:, self.cnn_dim :] = np.stack([d for _, d in prepared])
         return out
 
     def embed_files(
@@ -116,7 +132,7 @@ class Embedder(ABC):
         batch_size = max(1, batch_size)
         starts = range(0, len(paths), batch_size)
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
-            pending: deque[tuple[int, list[Future[np.ndarray]]]] = deque()
+            pending: deque[tuple[int, list[Future[tuple[np.ndarray, np.ndarray | None]]]]] = deque()
             queued = iter(starts)
 
             def enqueue() -> None:
@@ -131,23 +147,23 @@ class Embedder(ABC):
                 start, futures = pending.popleft()
                 enqueue()
                 ok_rows: list[int] = []
-                arrays: list[np.ndarray] = []
+                prepared: list[tuple[np.ndarray, np.ndarray | None]] = []
                 for offset, future in enumerate(futures):
                     try:
-                        arrays.append(future.result())
+                        prepared.append(future.result())
                         ok_rows.append(start + offset)
                     except ImageError as exc:
                         failures[start + offset] = str(exc)
                     except Exception as exc:  # noqa: BLE001 - one bad file must not stop indexing
                         failures[start + offset] = f"unreadable image ({type(exc).__name__}: {exc})"
-                if arrays:
-                    features[ok_rows] = self._forward_arrays(arrays)
+                if prepared:
+                    features[ok_rows] = self._features(prepared)
                 if progress is not None:
                     progress(len(futures))
         return features, failures
 
-    def _load(self, path: Path) -> np.ndarray:
-        return self.preprocess(load_image(path, draft=self.image_size))
+    def _load(self, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+        return self._prepare(load_image(path, draft=self.image_size))
 
 
 class EfficientNetLiteEmbedder(Embedder):
@@ -174,6 +190,7 @@ class EfficientNetLiteEmbedder(Embedder):
             bfloat16 natively, else "fp32". "bf16": OpenVINO with bfloat16 inference (on a CPU
             without it, or without the openvino package, a warning and "fp32"). "fp32":
             onnxruntime. :attr:`precision` holds the one in use ("fp32" for "torch").
+        colour: append each photo's colour descriptor to its features (see :class:`Embedder`).
     """
 
     def __init__(
@@ -186,6 +203,7 @@ class EfficientNetLiteEmbedder(Embedder):
         fit: Fit = "letterbox",
         pooling: Pooling = "gem",
         precision: Precision = "auto",
+        colour: bool = False,
     ) -> None:
         if variant not in _VARIANTS:
             raise InvalidInput(f"unknown variant {variant!r}; expected one of {sorted(_VARIANTS)}")
@@ -199,7 +217,8 @@ class EfficientNetLiteEmbedder(Embedder):
             raise InvalidInput(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
         self.variant = variant
         self.name = f"efficientnet-{variant}"
-        self.dim = 1280
+        self.cnn_dim = CNN_DIM
+        self.colour = colour
         self.image_size = _VARIANTS[variant]
         self.fit: Fit = fit
         self.pooling: Pooling = pooling
@@ -428,6 +447,7 @@ def make_embedder(
     fit: str = "letterbox",
     pooling: str = "gem",
     precision: str = "auto",
+    colour: bool = False,
 ) -> Embedder:
     """The engine's single entry point: an embedder by name ("lite0" or "lite2").
 
@@ -439,5 +459,6 @@ def make_embedder(
     if name not in _VARIANTS:
         raise InvalidInput(f"unknown embedder {name!r}; expected one of {sorted(_VARIANTS)}")
     return EfficientNetLiteEmbedder(
-        name, backend, cache_dir, threads, fit=fit, pooling=pooling, precision=precision  # type: ignore[arg-type]
+        name, backend, cache_dir, threads, fit=fit, pooling=pooling, precision=precision,  # type: ignore[arg-type]
+        colour=colour,
     )
