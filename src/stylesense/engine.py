@@ -191,11 +191,11 @@ class StyleSense:
                         f"{h.root} already holds a catalogue built with embedder {old.embedder!r}"
                         f"{' and an adapter' if old.adapter else ''}; use a new --home to change that"
                     )
-                if colour_features != old.colour_features and adapter is None:
-                    raise Conflict(f"{h.root} already holds a catalogue embedded "
-                                   f"{'with' if old.colour_features else 'without'} colour features; "
-                                   "use a new --home to change that")
-                config.image_fit, config.pooling = old.image_fit, old.pooling  # its vectors' recipe
+                if colour_features and not old.colour_features:
+                    raise Conflict(f"{h.root} already holds a catalogue embedded without colour features; "
+                                   "use a new --home to add them")
+                # its vectors' recipe
+                config.image_fit, config.pooling, config.colour_features = old.image_fit, old.pooling, old.colour_features
         h.root.mkdir(parents=True, exist_ok=True)
         if adapter is not None:
             # The adapter was trained on vectors of one image recipe: the home embeds the same way.
