@@ -21,7 +21,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stri
 from stylesense.behaviour import MAX_SESSION_EVENTS
 from stylesense.events import NewEvent
 from stylesense.events.store import MAX_PAGE
-from stylesense.serving.app import ADMIN, READ, WRITE, server_of
+from stylesense.serving.app import ADMIN, READ, WRITE, read, server_of
 from stylesense.serving.native import PHOTO, FilterSpec, IdStr, media_type, query_filters, read_form, request_bodies, validated
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
@@ -155,7 +155,7 @@ async def user_events(
 ) -> dict[str, Any]:
     """A shopper's events, newest first; ``next_before`` is null on the last page."""
     events = server_of(request).ss.behaviour.events
-    return (await run_in_threadpool(events.latest, user_id, limit=limit, before=before)).to_dict()
+    return (await read(request, events.latest, user_id, limit=limit, before=before)).to_dict()
 
 
 # -- recommendations -------------------------------------------------------------------------
@@ -180,8 +180,9 @@ async def recommendations(
     ``impression_id`` say so (null otherwise); send the impression id back with the events."""
     ss = server_of(request).ss
     filters = query_filters(ss, where, min_price, max_price, in_stock)
-    served = await run_in_threadpool(ss.experiments.recommend_for, user_id, k, model=model, exclude_seen=exclude_seen,
-                                     filters=filters, diversity=diversity)
+    # While an experiment runs this also stores the impression: one small insert, run here too.
+    served = await read(request, ss.experiments.recommend_for, user_id, k, model=model, exclude_seen=exclude_seen,
+                        filters=filters, diversity=diversity)
     return served.to_dict(explain)
 
 
@@ -223,8 +224,8 @@ async def popular(request: Request, k: K = 10, where: Where = None, min_price: f
             max_price: float | None = None, in_stock: bool = False) -> dict[str, Any]:
     """The items most shoppers interacted with, from the event log (no trained model needed)."""
     ss = server_of(request).ss
-    recs = await run_in_threadpool(ss.behaviour.popular, k, filters=query_filters(ss, where, min_price, max_price,
-                                                                               in_stock))
+    recs = await read(request, ss.behaviour.popular, k,
+                      filters=query_filters(ss, where, min_price, max_price, in_stock))
     return {"items": _items(recs, True)}
 
 
@@ -233,8 +234,8 @@ async def trending(request: Request, k: K = 10, where: Where = None, min_price: 
              max_price: float | None = None, in_stock: bool = False) -> dict[str, Any]:
     """The items hot now (events decayed with a half-life of a week), from the event log."""
     ss = server_of(request).ss
-    recs = await run_in_threadpool(ss.behaviour.trending, k, filters=query_filters(ss, where, min_price, max_price,
-                                                                                in_stock))
+    recs = await read(request, ss.behaviour.trending, k,
+                      filters=query_filters(ss, where, min_price, max_price, in_stock))
     return {"items": _items(recs, True)}
 
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from stylesense.catalog.store import Item
 from stylesense.engine import MAX_PAGE, THUMBNAIL_SIZES
 from stylesense.errors import NotFound
-from stylesense.serving.app import READ, WRITE, server_of
+from stylesense.serving.app import READ, WRITE, read, server_of
 from stylesense.serving.native import (PHOTO, FilterSpec, IdStr, hit_json, image_url, media_type, query_filters,
                                        read_form, request_bodies, validated)
 from stylesense.vision.adapter import steering
@@ -110,8 +110,8 @@ async def search(request: Request) -> dict[str, Any]:
     ss = server_of(request).ss
     if media_type(request) == "application/json":
         query = validated(SearchByItem, await request.body())
-        hits = await run_in_threadpool(ss.search, item=query.item_id, k=query.k, filters=query.filters(ss),
-                                       steer=query.weights())
+        hits = await read(request, ss.search, item=query.item_id, k=query.k, filters=query.filters(ss),
+                          steer=query.weights())
         return {"items": [hit_json(h) for h in hits]}
     params, photo = await read_form(request, SearchForm, photo_required=True)
     filters = query_filters(ss, params.where, params.min_price, params.max_price, params.in_stock)
@@ -132,7 +132,7 @@ async def list_items(
     """The catalogue page by page (hidden items included), in a stable order; ``next_cursor``
     is null on the last page."""
     ss = server_of(request).ss
-    page = await run_in_threadpool(ss.item_page, cursor, n, query_filters(ss, where, min_price, max_price, in_stock))
+    page = await read(request, ss.item_page, cursor, n, query_filters(ss, where, min_price, max_price, in_stock))
     return {"items": [item_json(it) for it in page.items], "next_cursor": page.next_cursor}
 
 
@@ -152,7 +152,7 @@ async def similar(
     """Products that look most like a catalogue item (never the item itself), best first;
     ``same`` / ``vary`` / ``steer`` steer by the adapter's parts ("same cut, other colours")."""
     ss = server_of(request).ss
-    hits = await run_in_threadpool(ss.search, item=item_id, k=k, steer=steering(same, vary, steer),
+    hits = await read(request, ss.search, item=item_id, k=k, steer=steering(same, vary, steer),
                                    filters=query_filters(ss, where, min_price, max_price, in_stock))
     return {"items": [hit_json(h) for h in hits]}
 
@@ -177,7 +177,7 @@ def item_image(
 @router.get("/items/{item_id:path}", dependencies=[READ])
 async def get_item(request: Request, item_id: IdStr) -> dict[str, Any]:
     """An item's metadata and state (hidden ones too)."""
-    return item_json(await run_in_threadpool(server_of(request).ss.item, item_id))
+    return item_json(await read(request, server_of(request).ss.item, item_id))
 
 
 @router.put("/items/{item_id:path}", dependencies=[WRITE],

@@ -5,9 +5,10 @@ Routes live by concern, each module with its router under ``/v1``: :mod:`.catalo
 calls the library, and answers with the library's own result shapes (``to_dict``); library
 errors become problem responses in :mod:`.app`, so no route catches them.
 
-The library runs on FastAPI's thread pool, and is safe to share between those threads. A route
+The library runs on FastAPI's thread pool, and is safe to share between those threads; a read
+on a SQLite home runs on the event loop instead (``app.read`` says why). A route
 that answers with a dict is ``async def`` and awaits its library call there
-(``run_in_threadpool``): of a plain ``def`` route FastAPI runs the function on the pool and then
+(``run_in_threadpool``, or ``read``): of a plain ``def`` route FastAPI runs the function on the pool and then
 the check of its return value against the annotation on the pool again, two hops to a thread
 and back (~60 us of CPU each, more when 16 connections' threads contend for the GIL) where one
 does. A route that answers with a ``Response`` (FastAPI checks nothing of it) stays a plain
