@@ -28,9 +28,12 @@ Pure numpy and Pillow, deterministic, about a millisecond per photo on one threa
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
+
+if TYPE_CHECKING:  # PIL is imported where a photo is read: the engine imports this module for DIM
+    from PIL import Image
 
 VERSION = 1
 """The recipe's version: bump it whenever a change alters the descriptors, so stored ones
@@ -125,6 +128,8 @@ def colour_descriptor(image: Image.Image) -> np.ndarray:
     scale = SIZE / max(img.size)
     if scale < 1:
         size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        from PIL import Image
+
         img = img.resize(size, Image.Resampling.BOX)
     lab = to_lab(np.asarray(img))
     h, w = lab.shape[:2]
