@@ -69,8 +69,11 @@ class Server:
     keys: KeyStore
     jobs: JobRunner
     limiter: RateLimiter = field(default_factory=RateLimiter)
-    # Reads run on the event loop (see ``read``): the home's database is its local SQLite file.
-    inline_reads: bool = False
+
+    @property
+    def inline_reads(self) -> bool:
+        """Whether reads run on the event loop (see ``read``): the home's database is its SQLite file."""
+        return self.ss.store.engine.dialect.name == "sqlite"
 
 
 # What the one error mapping of the app may answer on any /v1 or /api route (the library's
@@ -140,8 +143,9 @@ async def read(request: Request, call: Callable[..., T], *args: Any, **kwargs: A
     don't) nor on a network, and the thread pool only added a hop and a contest for the GIL
     that the loop then lost on every query of the call (docs/api.md: p50 at 300 req/s 6-7 ms
     against 9-17 ms on the pool). On a database across a network the queries are round trips
-    that would stall the loop, so there it runs on the pool. Writes always do: a commit may
-    wait for another process's write lock."""
+    that would stall the loop, so there it runs on the pool. Writes go to the pool (a commit may
+    wait for another process's write lock), but for the impression a recommendation stores
+    while an experiment runs: one small insert, made within the read."""
     if server_of(request).inline_reads:
         return call(*args, **kwargs)
     return await run_in_threadpool(call, *args, **kwargs)
@@ -255,8 +259,7 @@ def create_app(home: str | Path | None = None, settings: Settings | None = None)
         openapi_url="/openapi.json",
         docs_url="/docs",
     )
-    app.state.server = Server(ss, settings, KeyStore(ss.store.engine), JobRunner(ss.store.engine),
-                              inline_reads=ss.store.engine.dialect.name == "sqlite")
+    app.state.server = Server(ss, settings, KeyStore(ss.store.engine), JobRunner(ss.store.engine))
     metrics = Metrics()
     metrics.registry.register(OnlineFeedback(lambda: ss.experiments.online()))
     app.state.metrics = metrics

@@ -180,7 +180,6 @@ async def recommendations(
     ``impression_id`` say so (null otherwise); send the impression id back with the events."""
     ss = server_of(request).ss
     filters = query_filters(ss, where, min_price, max_price, in_stock)
-    # While an experiment runs this also stores the impression: one small insert, run here too.
     served = await read(request, ss.experiments.recommend_for, user_id, k, model=model, exclude_seen=exclude_seen,
                         filters=filters, diversity=diversity)
     return served.to_dict(explain)

@@ -153,7 +153,7 @@ async def similar(
     ``same`` / ``vary`` / ``steer`` steer by the adapter's parts ("same cut, other colours")."""
     ss = server_of(request).ss
     hits = await read(request, ss.search, item=item_id, k=k, steer=steering(same, vary, steer),
-                                   filters=query_filters(ss, where, min_price, max_price, in_stock))
+                      filters=query_filters(ss, where, min_price, max_price, in_stock))
     return {"items": [hit_json(h) for h in hits]}
 
 
