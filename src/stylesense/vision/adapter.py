@@ -63,7 +63,7 @@ def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     return codes, n_classes
 
 
-def _targets(
+def label_targets(
     labels: Sequence[np.ndarray], groups: np.ndarray | None, label_names: Sequence[str] | None, n: int
 ) -> list[tuple[np.ndarray, int, str]]:
     """(codes, classes, name) for every column that can teach something: 2+ classes.
@@ -454,7 +454,7 @@ class Adapter:
         x = _inputs(features, colour_dim)
         n, d = x.shape
         cnn = d - colour_dim
-        targets = _targets(labels, groups, label_names, n)
+        targets = label_targets(labels, groups, label_names, n)
         if parts is None:
             parts = [Part("adapted", tuple(name for _, _, name in targets), out_dim)]
         known = {name for _, _, name in targets}

