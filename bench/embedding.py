@@ -9,6 +9,8 @@ Seed recipe: for each image, PIL full decode + resize, one eager PyTorch forward
 Both run on the same images in the same process, interleaved in chunks of 128 images so
 they share the same machine load; also reported (sequentially, so noisier):
 the decode-only and inference-only rates (which one bounds the pipeline) and lite2.
+The report starts with the CPU (its AVX2 / AVX-512 / VNNI / bf16 / AMX flags and what OpenVINO
+says it computes natively) and which inference path the default took on it.
 Prints a table and writes bench/results/embedding.json.
 """
 
@@ -44,6 +46,33 @@ def _rate(n: int, fn: Callable[[], object]) -> tuple[float, float]:
     fn()
     seconds = time.perf_counter() - start
     return n / seconds, seconds
+
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> dict[str, object]:
+    """What decides the inference path: the CPU's vector flags (Linux /proc/cpuinfo) and what
+    OpenVINO says the CPU computes natively (bf16 there = the bf16 path runs)."""
+    flags: set[str] = set()
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "flags":
+                flags = set(value.split())
+            elif key.strip() == "model name":
+                model = value.strip()
+    except OSError:
+        pass
+    try:
+        import openvino as ov
+
+        openvino = list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except Exception as exc:  # noqa: BLE001 - the report says why, the bench goes on
+        openvino = [f"unavailable ({type(exc).__name__})"]
+    return {"model": model, "cpus": os.cpu_count(), "flags": [f for f in CPU_FLAGS if f in flags],
+            "openvino_capabilities": openvino}
 
 
 def seed_recipe(emb: EfficientNetLiteEmbedder, paths: list[Path]) -> np.ndarray:
@@ -117,6 +146,11 @@ def main() -> None:
     ratio = ours / seed
     load_after = os.getloadavg()[0]
 
+    cpu = cpu_features()
+    path = "OpenVINO bfloat16" if onnx0.precision == "bf16" else f"onnxruntime fp32 ({onnx0.backend} backend)"
+    print(f"CPU: {cpu['model']}, {cpu['cpus']} CPUs, flags {' '.join(cpu['flags']) or 'none of ' + ', '.join(CPU_FLAGS)}; "
+          f"OpenVINO: {', '.join(cpu['openvino_capabilities'])}")
+    print(f"default path that ran: {path}")
     width = max(map(len, rows))
     print(f"{n} images from {args.images.resolve()}, {args.threads} inference threads, "
           f"{args.workers} decoder threads, batch {args.batch_size}")
@@ -139,7 +173,8 @@ def main() -> None:
         "speedup_vs_seed": round(ratio, 2),
         "targets_met": {"100_img_per_s": ours >= 100, "3x_seed": ratio >= 3},
         "load_avg_before_after": [round(load_before, 2), round(load_after, 2)],
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+        "default_path": path,
+        "machine": cpu,
     }
     write_json(RESULTS / "embedding.json", result)
 
