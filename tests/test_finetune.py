@@ -151,5 +151,7 @@ def test_save_load_round_trip_and_refusals(tuned, tmp_path: Path) -> None:
         TunedStage.load(bad)
     with pytest.raises(InvalidInput, match="fine-tune is of lite0"):
         EfficientNetLiteEmbedder("lite2", backend="torch", tuned=tuned)
+    with pytest.raises(InvalidInput, match="do not fit efficientnet-lite0"):
+        lite_network("lite0", tuned={k: v[..., :1] for k, v in tuned.weights.items()})
     with pytest.raises(InvalidInput, match="stages"):
         cache_activations(EfficientNetLiteEmbedder("lite0", backend="torch"), [], stages=0)

