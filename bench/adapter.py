@@ -41,7 +41,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from stylesense.evaluation.retrieval import adapt_split, exact_search, label_split, retrieval_metrics
-from stylesense.vision.adapter import Adapter, normalize, validated_mix
+from stylesense.vision.adapter import Adapter, normalize, raw_directions, validated_mix
 from stylesense.vision.embedder import PRECISIONS, Embedder
 
 from common import write_json
@@ -192,7 +192,7 @@ def levers(feats: np.ndarray, meta: pd.DataFrame, name: str, threads: int, sets:
                 continue
             weight, validation = validated_mix(feats, labels, groups, label_names=names, threads=threads,
                                                holdout=holdout)
-            mixed = adapter.mixed(weight) if weight else adapter
+            mixed = adapter.mixed(weight, raw_directions(feats)) if weight else adapter
             mixed.info = {**mixed.info, "mix_validation": validation, "raw_weight": weight}
             out[f"{label_set}{suffix}"] = mixed
     return out

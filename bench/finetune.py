@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 import adapter as ab
 from common import RESULTS, write_json
 from stylesense.evaluation.retrieval import label_split
-from stylesense.vision.adapter import MIX_GRID, Adapter, normalize, validated_mix
+from stylesense.vision.adapter import MIX_GRID, Adapter, normalize, raw_directions, validated_mix
 from stylesense.vision.finetune import Activations, cache_activations, finetune, pooled
 from stylesense.vision.network import lite_network
 
@@ -108,7 +108,7 @@ def adapters(name: str, feats: np.ndarray, meta: pd.DataFrame, threads: int) -> 
     adapter = ab.train(feats, meta, columns, group, threads)
     labels, groups, names = ab.train_args(meta, columns, group)
     w, _ = validated_mix(feats, labels, groups, label_names=names, threads=threads, holdout="labels")
-    return {"": adapter, " + mix (labels val.)": adapter.mixed(w) if w else adapter}
+    return {"": adapter, " + mix (labels val.)": adapter.mixed(w, raw_directions(feats)) if w else adapter}
 
 
 def compare(name: str, train: tuple, test: tuple, epochs: int, threads: int, unseen: np.ndarray | None) -> dict:

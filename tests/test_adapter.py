@@ -9,7 +9,7 @@ from stylesense.errors import Damaged
 
 from stylesense.evaluation.retrieval import retrieval_metrics
 from stylesense.errors import InvalidInput
-from stylesense.vision.adapter import FORMAT, Adapter, Part, normalize, parse_mix, validated_mix
+from stylesense.vision.adapter import FORMAT, Adapter, Part, normalize, parse_mix, raw_directions, validated_mix
 
 
 def synthetic(seed: int = 0, n: int = 1600, d: int = 96, classes: int = 8, colours: int = 5):
@@ -169,6 +169,38 @@ def test_mixing_in_the_raw_vector_is_a_weighted_cosine_and_round_trips(tmp_path,
     assert loaded.info["parts"] == mixed.info["parts"] and loaded.info["raw_weight"] == 0.2
     with pytest.raises(InvalidInput):
         two_part.mixed(1.0)
+
+
+def test_the_trained_mix_projects_the_raw_part_on_its_principal_directions(tmp_path, data, two_part):
+    """Features wider than the raw part's width: the mixed-in raw vector is their projection on
+    the first principal directions, so the mix costs RAW_DIM-ish columns, not the CNN's width;
+    the cosine stays the weighted sum, and the file round-trips with its projection."""
+    x, kind, _, train = data
+    directions = raw_directions(x[train], dim=24)
+    assert directions.shape == (96, 24) and raw_directions(x[train], dim=96) is None  # none needed
+    np.testing.assert_allclose(directions.T @ directions, np.eye(24), atol=1e-4)
+    mixed = two_part.mixed(0.3, directions)
+    assert mixed.layout()["raw"] == (slice(32, 56), 0.3) and mixed.out_dim == 56
+    v, plain = mixed.transform(x[:40]), two_part.transform(x[:40])
+    raw = normalize(normalize(x[:40]) @ directions)
+    np.testing.assert_allclose(v @ v.T, 0.7 * plain @ plain.T + 0.3 * raw @ raw.T, atol=1e-5)
+    # the top directions keep the unit vectors' cosines better than any 24 other directions would
+    full = normalize(x[:40])
+    random = normalize(full @ np.linalg.qr(np.random.default_rng(0).normal(size=(96, 24)))[0])
+    kept = [np.corrcoef((r @ r.T).ravel(), (full @ full.T).ravel())[0, 1] for r in (raw, random)]
+    assert kept[0] > 0.8 and kept[0] > kept[1] + 0.1
+    path = tmp_path / "projected.npz"
+    mixed.save(path)
+    loaded = Adapter.load(path)
+    np.testing.assert_array_equal(loaded.transform(x[:40]), v)
+    assert loaded.mixed(0.5).layout()["raw"][0] == slice(32, 56)  # a new weight keeps the projection
+    assert "raw.proj" not in loaded.mixed(0.0).weights
+    trained = Adapter.train(x[train], [kind[train]], label_names=["kind"], out_dim=16, epochs=5, threads=1,
+                            raw_weight=0.4)
+    assert trained.layout()["raw"] == (slice(16, 112), 0.4)  # 96 columns: no wider than RAW_DIM, kept whole
+    bad = dict(loaded.weights, **{"raw.proj": directions[:, :10]})
+    with pytest.raises(InvalidInput, match="projection"):
+        Adapter(bad, loaded.info)
 
 
 def test_a_version_1_file_still_loads_and_transforms_the_same(tmp_path, data, adapter):

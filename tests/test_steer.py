@@ -20,7 +20,7 @@ from stylesense.cli import app
 from stylesense.engine import StyleSense
 from stylesense.errors import InvalidInput
 from stylesense.serving.app import Settings, create_app
-from stylesense.vision.adapter import MIX_GRID, STEER_PUSH, Adapter, Steer, steering
+from stylesense.vision.adapter import MIX_GRID, RAW_DIM, STEER_PUSH, Adapter, Steer, steering
 
 SHAPES = ("circle", "square", "triangle", "bar")
 COLOURS = {"red": (205, 35, 35), "green": (40, 160, 60), "blue": (35, 60, 200), "yellow": (230, 200, 30)}
@@ -234,6 +234,10 @@ def test_cli_adapt_with_a_validated_mix_and_the_labels_split(shapes, tmp_path):
     assert info.get("raw_weight", 0.0) == float(chosen)
     assert [p["name"] for p in info["parts"]][:2] == ["shape", "colour"]
     assert cli(home, "adapt", "--label", "shape", "--mix", "2", "--out", str(out)).exit_code == 2
+    r = cli(home, "adapt", "--label", "shape", "--mix", "0.3", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    mixed = Adapter.load(out)  # the raw part is the 1280 CNN columns projected on 256 directions
+    assert mixed.layout()["raw"] == (slice(256, 256 + RAW_DIM), 0.3) and mixed.weights["raw.proj"].shape == (1280, RAW_DIM)
 
     result = tmp_path / "labels.json"
     r = cli(home, "evaluate", "retrieval", "--label", "shape", "--adapt", "--split", "labels", "-k", "5",
