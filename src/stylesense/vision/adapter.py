@@ -189,7 +189,7 @@ kinds of product the labels never named."""
 RAW_DIM = 256
 """Width of the raw part that :meth:`Adapter.train` and :func:`validated_mix` mix in: the unit
 CNN features projected on their first 256 principal directions (``raw.proj``). All 1280 columns
-measured within 0.002 P@10 of it at six times the width (docs/adapter.md)."""
+retrieve about as well at three times the width (docs/adapter.md)."""
 
 
 def raw_directions(features: np.ndarray, colour_dim: int = 0, dim: int = RAW_DIM) -> np.ndarray | None:
