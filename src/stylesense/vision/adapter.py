@@ -99,6 +99,23 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(np.float32(0.7978845608028654) * (x + np.float32(0.044715) * x**3)))
 
 
+def proxy_loss(emb: Any, idx: Any, codes: Sequence[Any], proxies: Sequence[Any], scale: float) -> Any:
+    """The normalised-softmax loss of unit embeddings ``emb`` of rows ``idx``: per target column
+    (its class codes, -1 = unknown, and its proxies) the cross-entropy of the scaled cosines to
+    the proxies, summed over columns. Torch tensors; the adapter's heads and the fine-tune
+    (vision.finetune) train with it."""
+    import torch
+    import torch.nn.functional as F
+
+    loss = torch.zeros(())
+    for c, prox in zip(codes, proxies, strict=True):
+        y = c[idx]
+        m = y >= 0
+        if m.any():
+            loss = loss + F.cross_entropy(scale * emb[m] @ F.normalize(prox, dim=1).T, y[m])
+    return loss
+
+
 def _fit_head(
     z: np.ndarray,
     targets: list[tuple[np.ndarray, int, str]],
@@ -154,14 +171,7 @@ def _fit_head(
                 total = 0.0
                 for b in range(n_batches):
                     idx = perm[b * batch_size : (b + 1) * batch_size]
-                    emb = F.normalize(embed(zt[idx]), dim=1)
-                    loss = torch.zeros(())
-                    for c, prox in zip(codes, proxies, strict=True):
-                        y = c[idx]
-                        m = y >= 0
-                        if m.any():
-                            logits = scale * emb[m] @ F.normalize(prox, dim=1).T
-                            loss = loss + F.cross_entropy(logits, y[m])
+                    loss = proxy_loss(F.normalize(embed(zt[idx]), dim=1), idx, codes, proxies, scale)
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
@@ -304,7 +314,8 @@ class Adapter:
             weights = {"mean": weights["mean"], **{f"adapted.{k}": weights[k] for k in _HEAD}}
         parts = info["parts"]
         heads = [p["name"] for p in parts if p["name"] != RAW]
-        expected_keys = {"mean", *(f"{h}.{k}" for h in heads for k in _HEAD), *({"raw.proj"} & set(weights))}
+        projected = "raw.proj" in weights and any(p["name"] == RAW for p in parts)  # else it is a stray array
+        expected_keys = {"mean", *(f"{h}.{k}" for h in heads for k in _HEAD), *(["raw.proj"] if projected else [])}
         if set(weights) != expected_keys:
             raise InvalidInput(f"adapter weights {sorted(weights)} do not match its parts {heads}")
         self.weights = {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in sorted(expected_keys)}

@@ -30,7 +30,7 @@ import threading
 import warnings
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -132,11 +132,25 @@ class Embedder(ABC):
         """
         features = np.zeros((len(paths), self.dim), np.float32)
         failures: dict[int, str] = {}
+        for rows, prepared, failed in self.decoded(paths, batch_size=batch_size, workers=workers):
+            failures.update(failed)
+            if prepared:
+                features[rows] = self._features(prepared)
+            if progress is not None:
+                progress(len(rows) + len(failed))
+        return features, failures
+
+    def decoded(
+        self, paths: Sequence[Path], *, batch_size: int = 32, workers: int = 2
+    ) -> Iterator[tuple[list[int], list[tuple[np.ndarray, np.ndarray | None]], dict[int, str]]]:
+        """The files, decoded and prepared (:meth:`_prepare`) by ``workers`` threads up to two
+        batches ahead of the one the caller is working on: per batch, (rows that decoded, their
+        prepared inputs, {row: reason} for the rest). What every consumer of photo files uses, so
+        decoding overlaps the caller's work and one bad file never stops the others."""
         batch_size = max(1, batch_size)
-        starts = range(0, len(paths), batch_size)
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
             pending: deque[tuple[int, list[Future[tuple[np.ndarray, np.ndarray | None]]]]] = deque()
-            queued = iter(starts)
+            queued = iter(range(0, len(paths), batch_size))
 
             def enqueue() -> None:
                 start = next(queued, None)
@@ -151,19 +165,16 @@ class Embedder(ABC):
                 enqueue()
                 ok_rows: list[int] = []
                 prepared: list[tuple[np.ndarray, np.ndarray | None]] = []
+                failed: dict[int, str] = {}
                 for offset, future in enumerate(futures):
                     try:
                         prepared.append(future.result())
                         ok_rows.append(start + offset)
                     except ImageError as exc:
-                        failures[start + offset] = str(exc)
+                        failed[start + offset] = str(exc)
                     except Exception as exc:  # noqa: BLE001 - one bad file must not stop indexing
-                        failures[start + offset] = f"unreadable image ({type(exc).__name__}: {exc})"
-                if prepared:
-                    features[ok_rows] = self._features(prepared)
-                if progress is not None:
-                    progress(len(futures))
-        return features, failures
+                        failed[start + offset] = f"unreadable image ({type(exc).__name__}: {exc})"
+                yield ok_rows, prepared, failed
 
     def _load(self, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         return self._prepare(load_image(path, draft=self.image_size))

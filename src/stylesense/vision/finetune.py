@@ -22,7 +22,6 @@ import json
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,8 @@ import numpy as np
 
 from stylesense.atomic import DamagedFile, atomic_write
 from stylesense.errors import InvalidInput
-from stylesense.vision.adapter import label_targets
-from stylesense.vision.embedder import EfficientNetLiteEmbedder
-from stylesense.vision.images import ImageError, load_image
+from stylesense.vision.adapter import label_targets, proxy_loss
+from stylesense.vision.embedder import CNN_DIM, EfficientNetLiteEmbedder
 
 FORMAT = "stylesense-tuned-stage"
 
@@ -72,9 +70,9 @@ class Activations:
 
 def cache_activations(emb: EfficientNetLiteEmbedder, paths: Sequence[Path], stages: int = 1, *,
                       batch_size: int = 32, workers: int = 2) -> Activations:
-    """Decode each photo as ``emb`` does (its fit, its canvas) and run the frozen blocks once:
-    the activations entering the last ``stages`` stages. Unreadable photos are reported in
-    ``failures``, the rest go on."""
+    """Decode each photo as ``emb`` does (its fit, its canvas, :meth:`Embedder.decoded`) and run
+    the frozen blocks once: the activations entering the last ``stages`` stages. Unreadable
+    photos are reported in ``failures``, the rest go on."""
     import torch
 
     from stylesense.vision.network import lite_network
@@ -86,41 +84,21 @@ def cache_activations(emb: EfficientNetLiteEmbedder, paths: Sequence[Path], stag
     cut = starts[-stages]
     by_shape: dict[tuple[int, ...], tuple[list[int], list[np.ndarray]]] = {}
     failures: dict[int, str] = {}
-
-    def decode(path: Path) -> np.ndarray:
-        return emb.preprocess(load_image(path, draft=emb.image_size))
-
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode") as pool, torch.inference_mode():
-        for start in range(0, len(paths), batch_size):
+    with torch.inference_mode():
+        for rows, prepared, failed in emb.decoded(paths, batch_size=batch_size, workers=workers):
+            failures.update(failed)
             inputs: dict[tuple[int, ...], tuple[list[int], list[np.ndarray]]] = {}
-            for row, future in enumerate(pool.map(_tried(decode), paths[start : start + batch_size]), start):
-                if isinstance(future, str):
-                    failures[row] = future
-                    continue
-                rows, arrays = inputs.setdefault(future.shape, ([], []))
-                rows.append(row)
-                arrays.append(future)
-            for shape, (rows, arrays) in inputs.items():
+            for row, (image, _) in zip(rows, prepared, strict=True):
+                batch_rows, arrays = inputs.setdefault(image.shape, ([], []))
+                batch_rows.append(row)
+                arrays.append(image)
+            for shape, (batch_rows, arrays) in inputs.items():
                 acts = net.trunk(torch.from_numpy(np.stack(arrays)), cut).numpy().astype(np.float16)
                 kept_rows, kept = by_shape.setdefault(shape, ([], []))
-                kept_rows += rows
+                kept_rows += batch_rows
                 kept.append(acts)
     shapes = [(np.asarray(rows, np.int64), np.concatenate(arrays)) for rows, arrays in by_shape.values()]
     return Activations(cut, len(paths), shapes, failures)
-
-
-def _tried(decode: Callable[[Path], np.ndarray]) -> Callable[[Path], np.ndarray | str]:
-    """``decode``, returning the reason instead of raising for a photo that cannot be read."""
-
-    def run(path: Path) -> np.ndarray | str:
-        try:
-            return decode(path)
-        except ImageError as exc:
-            return str(exc)
-        except Exception as exc:  # noqa: BLE001 - one bad photo must not stop the cache
-            return f"unreadable image ({type(exc).__name__}: {exc})"
-
-    return run
 
 
 @dataclass(frozen=True)
@@ -171,11 +149,11 @@ class TunedStage:
 
 
 def pooled(net: Any, acts: Activations, batch_size: int = 256) -> np.ndarray:
-    """(n, 1280) float32 features of every photo: ``net``'s tail over its cached activations
+    """(n, CNN_DIM) float32 features of every photo: ``net``'s tail over its cached activations
     (zero rows for the failures), equal to the full network on the same photos."""
     import torch
 
-    out = np.zeros((acts.n, 1280), np.float32)
+    out = np.zeros((acts.n, CNN_DIM), np.float32)
     with torch.inference_mode():
         for rows, arrays in acts.shapes:
             for s in range(0, len(rows), batch_size):
@@ -228,7 +206,7 @@ def finetune(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
-            project = torch.nn.Linear(1280, out_dim)
+            project = torch.nn.Linear(CNN_DIM, out_dim)
             proxies = [torch.nn.Parameter(torch.randn(k, out_dim, generator=gen)) for _, k, _ in targets]
             opt = torch.optim.AdamW([{"params": list(tail.values()), "lr": lr},
                                      {"params": [*project.parameters(), *proxies], "lr": head_lr}],
@@ -250,13 +228,7 @@ def finetune(
                     pick = perms[shape][s : s + batch_size].numpy()
                     x = torch.from_numpy(arrays[pick].astype(np.float32))
                     emb = F.normalize(project(F.normalize(net.tail(x, acts.cut), dim=1)), dim=1)
-                    idx = torch.from_numpy(rows[pick])
-                    loss = torch.zeros(())
-                    for c, prox in zip(codes, proxies, strict=True):
-                        y = c[idx]
-                        m = y >= 0
-                        if m.any():
-                            loss = loss + F.cross_entropy(scale * emb[m] @ F.normalize(prox, dim=1).T, y[m])
+                    loss = proxy_loss(emb, torch.from_numpy(rows[pick]), codes, proxies, scale)
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
