@@ -114,6 +114,7 @@ def init(
     stock_column: Annotated[str, typer.Option(help="Metadata column saying whether an item is in stock (0, false, no, sold out: never recommended).")] = "in_stock",
     catalogue_only: Annotated[bool, typer.Option("--catalogue-only", help="Recommend only catalogue products, never items known only from events.")] = False,
     colour_features: Annotated[bool, typer.Option("--colour-features", help="Also store each photo's colour descriptor, for `adapt --colour` to train a steerable adapter's colour part on (an adapter trained so sets it itself).")] = False,
+    precision: Annotated[str, typer.Option(help="Inference precision: auto (bf16 where the CPU has it, else fp32), fp32, bf16, or int8 (calibrated on the first import's photos; fastest where the CPU has VNNI). `config precision=...` changes it later.")] = "auto",
 ) -> None:
     """Create a home (or re-configure an empty one)."""
     from stylesense.engine import StyleSense
@@ -121,7 +122,8 @@ def init(
     try:
         ss = StyleSense.init(_state.get("home"), embedder=embedder, adapter=adapter, index_kind=index_kind,  # type: ignore[arg-type]
                              database_url=database_url, price_column=price_column, stock_column=stock_column,
-                             catalogue_only=catalogue_only, milvus_uri=milvus_uri, colour_features=colour_features)
+                             catalogue_only=catalogue_only, milvus_uri=milvus_uri, colour_features=colour_features,
+                             precision=precision)
     except OSError as e:
         _fail(str(e))
     out.print(f"home ready: {ss.home.root} (embedder {ss.embedder_name}, index {ss.config.index_kind})")
@@ -204,7 +206,7 @@ def catalog_list(limit: Annotated[int, typer.Option("-n", help="Rows to show.")]
 
 @app.command("config")
 def config_cmd(
-    changes: Annotated[Optional[list[str]], typer.Argument(metavar="[KEY=VALUE]...", help="e.g. catalogue_only=true stock_column=available group_column=product_code gorse_feedback_types=star:purchase,like:cart")] = None,
+    changes: Annotated[Optional[list[str]], typer.Argument(metavar="[KEY=VALUE]...", help="e.g. catalogue_only=true stock_column=available group_column=product_code gorse_feedback_types=star:purchase,like:cart precision=int8")] = None,
 ) -> None:
     """Show the home's settings, or change those that need no re-embedding."""
     from dataclasses import asdict

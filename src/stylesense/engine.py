@@ -11,6 +11,7 @@ import base64
 import binascii
 import csv
 import hashlib
+import logging
 import math
 import shutil
 import string
@@ -44,6 +45,8 @@ if TYPE_CHECKING:  # the embedder and the image decoder bring PIL: imported wher
     from stylesense.index.base import VectorIndex
     from stylesense.vision.embedder import Embedder
 
+log = logging.getLogger(__name__)
+
 ADAPTER_NAME = "adapter.npz"
 EMBED_CHUNK = 256
 """Photos embedded between database commits during an import: a crash loses at most this many
@@ -57,7 +60,7 @@ THUMBNAIL_SIZES = (16, 1024)  # smallest and largest thumbnail side, px
 
 # Settings `configure` may change on a filled home, and their types.
 SETTINGS: dict[str, type] = {"catalogue_only": bool, "exclude_seen": bool, "stock_column": str, "price_column": str,
-                             "group_column": str, "gorse_feedback_types": dict}
+                             "group_column": str, "gorse_feedback_types": dict, "precision": str}
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 Progress = Callable[[int], None]
 
@@ -169,15 +172,22 @@ class StyleSense:
         catalogue_only: bool = False,
         milvus_uri: str | None = None,
         colour_features: bool = False,
+        precision: str = "auto",
     ) -> "StyleSense":
         """Create (or re-configure an empty) home. The embedder and adapter are fixed once items
         exist, because vectors from two models are not comparable. ``colour_features``: store each
         photo's colour descriptor beside its CNN features (what `adapt --colour` trains a
-        steerable adapter's colour part on; an adapter trained so sets it itself)."""
+        steerable adapter's colour part on; an adapter trained so sets it itself).
+        ``precision``: of the embedder wherever it runs for this home; "int8" is calibrated on the
+        photos of the home's first import (of enough photos). ``configure`` changes it later."""
+        from stylesense.vision.embedder import PRECISIONS
+
+        if precision not in PRECISIONS:
+            raise InvalidInput(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
         h = Home.resolve(home)
         config = Config(embedder=embedder, index_kind=index_kind, database_url=database_url,
                         price_column=price_column, stock_column=stock_column, catalogue_only=catalogue_only,
-                        milvus_uri=milvus_uri, colour_features=colour_features)
+                        milvus_uri=milvus_uri, colour_features=colour_features, precision=precision)
         if index_kind not in {"auto", *KINDS, *DATABASE_KINDS}:
             raise InvalidInput(f"unknown index kind {index_kind!r}: auto, {', '.join([*KINDS, *DATABASE_KINDS])}")
         if index_kind == "pgvector" and not (database_url or "").startswith("postgresql"):
@@ -244,7 +254,15 @@ class StyleSense:
             elif not value:
                 raise InvalidInput(f"{key} must not be empty")
             parsed[key] = value
+        if "precision" in parsed:
+            from stylesense.vision.embedder import PRECISIONS
+
+            if parsed["precision"] not in PRECISIONS:
+                raise InvalidInput(f"precision must be one of {', '.join(PRECISIONS)}, got {parsed['precision']!r}")
         self.update_config(lambda config: [setattr(config, k, v) for k, v in parsed.items()])
+        if "precision" in parsed:
+            self._embedder = None  # the next photo is embedded at the new precision
+            self._calibrate(self._stored_photos())
         if "stock_column" in changes:
             self.store.set_stock_column(self.config.stock_column)
             if self.config.index_kind in DATABASE_KINDS:  # every item's in_stock field may differ
@@ -260,6 +278,7 @@ class StyleSense:
             self._embedder = make_embedder(
                 self.config.embedder, cache_dir=self.home.models_dir, threads=self.threads,
                 fit=self.config.image_fit, pooling=self.config.pooling, colour=self.config.colour_features,
+                precision=self.config.precision,
             )
         return self._embedder
 
@@ -402,6 +421,7 @@ class StyleSense:
             if progress:
                 progress(done, len(pending))
 
+        self._calibrate([p[3] for p in pending])
         # Committed chunk by chunk: a process killed mid-import keeps the photos embedded so
         # far, and the next import skips them (their hashes match) instead of starting over.
         for start in range(0, len(pending), EMBED_CHUNK):
@@ -595,6 +615,27 @@ class StyleSense:
             raise unusable from None
         atomic_write(path, lambda f: f.write(thumb))
         return Photo(thumb, "image/jpeg", f"{digest}-{size}")
+
+    def _calibrate(self, photos: list[Path]) -> None:
+        """An int8 home's first import of enough photos calibrates its embedder (the quantised
+        model is kept in the home's models folder); until then it embeds at "auto" precision."""
+        from stylesense.vision.quantize import MIN_CALIBRATION_PHOTOS
+
+        embedder = self.embedder
+        if not embedder.calibration_needed or len(photos) < MIN_CALIBRATION_PHOTOS:
+            return
+        try:
+            embedder.calibrate(photos)
+        except InvalidInput as e:  # too few readable photos: the next import tries again
+            log.warning("int8 calibration postponed: %s", e)
+
+    def _stored_photos(self) -> list[Path]:
+        """A seeded sample of the catalogue's photo files (enough to calibrate on, some may be gone)."""
+        from stylesense.vision.quantize import CALIBRATION_PHOTOS
+
+        pks, _ = self.store.features()
+        sample = np.random.default_rng(0).permutation(pks)[: 2 * CALIBRATION_PHOTOS]
+        return [Path(item.image_path) for item in self.store.items_by_pk(sample).values() if item.image_path]
 
     def _write_bad_rows(self, csv_path: Path, bad: list[BadRow]) -> Path:
         self.home.reports_dir.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,10 @@ class Config:
     # Each photo's colour descriptor (vision.colour) stored after its CNN features, for a
     # steerable adapter's colour part to read (`init --colour-features`, or an adapter trained so).
     colour_features: bool = False
+    # Inference precision on every machine that embeds for this home (vision.embedder.PRECISIONS).
+    # Not part of the vectors' recipe: each precision's features retrieve alike (docs/vision.md).
+    # int8 calibrates on the first import of at least MIN_CALIBRATION_PHOTOS photos.
+    precision: str = "auto"
     adapter: str | None = None  # file name inside the home, or None for off-the-shelf features
     index_kind: str = "auto"  # an in-memory kind (index file), or pgvector / milvus (stylesense.index.store)
     database_url: str | None = None  # None: SQLite file inside the home

@@ -49,10 +49,10 @@ log = logging.getLogger(__name__)
 
 Fit = Literal["letterbox", "square", "stretch", "crop"]
 Pooling = Literal["gem", "mean"]
-Precision = Literal["auto", "fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16", "int8"]
 FITS: tuple[str, ...] = ("letterbox", "square", "stretch", "crop")
 POOLINGS: tuple[str, ...] = ("gem", "mean")
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
 # Canvas shapes (height / width) that ``fit="letterbox"`` chooses from.
 _CANVAS_ASPECTS = (1.0, 10 / 7, 7 / 10)
 
@@ -82,6 +82,8 @@ class Embedder(ABC):
     cnn_dim: int
     image_size: int
     colour: bool = False
+    calibration_needed: bool = False
+    """True while an int8 embedder waits for :meth:`calibrate` (and runs at another precision)."""
 
     @property
     def dim(self) -> int:
@@ -179,6 +181,10 @@ class Embedder(ABC):
     def _load(self, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         return self._prepare(load_image(path, draft=self.image_size))
 
+    def calibrate(self, paths: Sequence[Path], *, seed: int = 0) -> None:
+        """Set the int8 model's activation ranges from these photos (embedders that have one)."""
+        raise InvalidInput(f"{self.name} has no int8 model to calibrate")
+
 
 class EfficientNetLiteEmbedder(Embedder):
     """EfficientNet-Lite (ImageNet) pooled conv features, via ONNX Runtime or PyTorch.
@@ -203,7 +209,10 @@ class EfficientNetLiteEmbedder(Embedder):
         precision: of the "onnx" backend. "auto" (default): "bf16" where the CPU computes
             bfloat16 natively, else "fp32". "bf16": OpenVINO with bfloat16 inference (on a CPU
             without it, or without the openvino package, a warning and "fp32"). "fp32":
-            onnxruntime. :attr:`precision` holds the one in use ("fp32" for "torch").
+            onnxruntime. "int8": OpenVINO running the model quantised with calibration photos
+            (:meth:`calibrate`; the quantised model is cached in ``cache_dir``); until it is
+            calibrated, "auto" runs and :attr:`calibration_needed` is true.
+            :attr:`precision` holds the one in use ("fp32" for "torch").
         colour: append each photo's colour descriptor to its features (see :class:`Embedder`).
         tuned: a last-stage fine-tune of this variant and pooling
             (:func:`stylesense.vision.finetune.finetune`), run in place of those ImageNet
@@ -250,6 +259,8 @@ class EfficientNetLiteEmbedder(Embedder):
         self._net: Any = None
         self.backend = backend
         self.precision = "fp32"
+        self.calibration_needed = False
+        self._calibrating = threading.Lock()
         if backend == "onnx":
             try:
                 self._run = self._onnx_runner(precision)
@@ -307,12 +318,20 @@ class EfficientNetLiteEmbedder(Embedder):
 
     # -- ONNX ----------------------------------------------------------------------------
 
+    @property
+    def _onnx_path(self) -> Path:
+        tuned = "" if self.tuned is None else f"-tuned-{self.tuned.digest}"
+        return self.cache_dir / f"efficientnet-{self.variant}-{self.pooling}{tuned}-{_ONNX_TAG}.onnx"
+
+    @property
+    def _int8_path(self) -> Path:
+        return self._onnx_path.with_name(self._onnx_path.stem + "-int8.onnx")
+
     def _onnx_runner(self, precision: str) -> Callable[[np.ndarray], np.ndarray]:
         """The exported model (exported now if the cache lacks it) as a function of a uint8
-        batch, run by OpenVINO in bfloat16 or by onnxruntime in fp32. A cached file neither
-        runtime can load is exported again, once."""
-        tuned = "" if self.tuned is None else f"-tuned-{self.tuned.digest}"
-        path = self.cache_dir / f"efficientnet-{self.variant}-{self.pooling}{tuned}-{_ONNX_TAG}.onnx"
+        batch, run by OpenVINO in bfloat16 or int8 or by onnxruntime in fp32. A cached file
+        neither runtime can load is exported again, once."""
+        path = self._onnx_path
         if not path.exists():
             _export_onnx(self.variant, self.pooling, self.image_size, path, self.tuned)
         try:
@@ -323,6 +342,16 @@ class EfficientNetLiteEmbedder(Embedder):
         return self._runtime(path, precision)
 
     def _runtime(self, path: Path, precision: str) -> Callable[[np.ndarray], np.ndarray]:
+        if precision == "int8":
+            if self._int8_path.exists():
+                try:
+                    run = _openvino(self._int8_path, self.threads, "f32")  # f32: OpenVINO keeps the int8 ops int8
+                    self.precision = "int8"
+                    return run
+                except Exception as exc:  # noqa: BLE001 - a damaged file: calibrate again
+                    log.warning("cached int8 model %s unusable (%s); calibrating again", self._int8_path, exc)
+            self.calibration_needed = True
+            precision = "auto"
         if precision != "fp32":
             try:
                 run = _openvino_bf16(path, self.threads, explicit=precision == "bf16")
@@ -334,6 +363,30 @@ class EfficientNetLiteEmbedder(Embedder):
                 return run
         session = self._ort_session(path)
         return lambda batch: session.run(None, {"images": batch})[0].astype(np.float32, copy=False)
+
+    def calibrate(self, paths: Sequence[Path], *, seed: int = 0) -> None:
+        """Quantise the model to int8 with the activation ranges of (a seeded sample of
+        :data:`~stylesense.vision.quantize.CALIBRATION_PHOTOS` of) these photos, cache it, and
+        run it from now on. Only for ``precision="int8"``; broken photos are skipped. The model
+        in use is swapped in one step, so threads embedding meanwhile never see half of it."""
+        from stylesense.vision.quantize import CALIBRATION_PHOTOS, MIN_CALIBRATION_PHOTOS, quantize
+
+        if not self.calibration_needed:
+            raise InvalidInput("calibration is for an int8 embedder that has none yet")
+        with self._calibrating:
+            if not self.calibration_needed:  # another thread did it meanwhile
+                return
+            rng = np.random.default_rng(seed)
+            chosen = [paths[i] for i in sorted(rng.permutation(len(paths))[:CALIBRATION_PHOTOS])]
+            inputs = [a for _, prepared, _ in self.decoded(chosen) for a, _ in prepared]
+            if len(inputs) < MIN_CALIBRATION_PHOTOS:
+                raise InvalidInput(f"int8 calibration needs at least {MIN_CALIBRATION_PHOTOS} readable photos, "
+                                   f"got {len(inputs)}")
+            shapes = {a.shape: [b for b in inputs if b.shape == a.shape] for a in inputs}
+            batches = [np.stack(same[i : i + 16]) for same in shapes.values() for i in range(0, len(same), 16)]
+            quantize(self._onnx_path, batches, self._int8_path)
+            run = _openvino(self._int8_path, self.threads, "f32")
+            self._run, self.precision, self.calibration_needed = run, "int8", False
 
     def _ort_session(self, path: Path) -> Any:
         import onnxruntime as ort
@@ -351,17 +404,25 @@ class EfficientNetLiteEmbedder(Embedder):
 
 def _openvino_bf16(path: Path, threads: int | None, explicit: bool) -> Callable[[np.ndarray], np.ndarray] | None:
     """The ONNX model compiled by OpenVINO for bfloat16 inference, or None where the CPU has no
-    native bfloat16 (there OpenVINO would only emulate it, slower than onnxruntime's fp32).
-    One compiled model serves every canvas shape (dynamic height and width measured as fast
-    as a model fixed to one shape); each calling thread gets its own infer request."""
+    native bfloat16 (there OpenVINO would only emulate it, slower than onnxruntime's fp32)."""
     import openvino as ov
 
-    core = ov.Core()
-    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         if explicit:
             log.warning("this CPU has no native bfloat16; using fp32")
         return None
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY",
+    return _openvino(path, threads, "bf16")
+
+
+def _openvino(path: Path, threads: int | None, hint: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The ONNX model compiled by OpenVINO with this inference precision hint, as a function of
+    a uint8 batch. One compiled model serves every canvas shape (dynamic height and width
+    measured as fast as a model fixed to one shape); each calling thread gets its own infer
+    request."""
+    import openvino as ov
+
+    core = ov.Core()
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY",
                               "ENABLE_CPU_PINNING": False}  # decoder threads share the cores
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
