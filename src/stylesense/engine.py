@@ -47,6 +47,14 @@ if TYPE_CHECKING:  # the embedder and the image decoder bring PIL: imported wher
 
 log = logging.getLogger(__name__)
 
+
+def _check_precision(precision: str) -> None:
+    """``init`` and ``configure`` refuse an unknown precision before the home records it."""
+    from stylesense.vision.embedder import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise InvalidInput(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
 ADAPTER_NAME = "adapter.npz"
 EMBED_CHUNK = 256
 """Photos embedded between database commits during an import: a crash loses at most this many
@@ -180,10 +188,7 @@ class StyleSense:
         steerable adapter's colour part on; an adapter trained so sets it itself).
         ``precision``: of the embedder wherever it runs for this home; "int8" is calibrated on the
         photos of the home's first import (of enough photos). ``configure`` changes it later."""
-        from stylesense.vision.embedder import PRECISIONS
-
-        if precision not in PRECISIONS:
-            raise InvalidInput(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+        _check_precision(precision)
         h = Home.resolve(home)
         config = Config(embedder=embedder, index_kind=index_kind, database_url=database_url,
                         price_column=price_column, stock_column=stock_column, catalogue_only=catalogue_only,
@@ -255,10 +260,7 @@ class StyleSense:
                 raise InvalidInput(f"{key} must not be empty")
             parsed[key] = value
         if "precision" in parsed:
-            from stylesense.vision.embedder import PRECISIONS
-
-            if parsed["precision"] not in PRECISIONS:
-                raise InvalidInput(f"precision must be one of {', '.join(PRECISIONS)}, got {parsed['precision']!r}")
+            _check_precision(parsed["precision"])
         self.update_config(lambda config: [setattr(config, k, v) for k, v in parsed.items()])
         if "precision" in parsed:
             self._embedder = None  # the next photo is embedded at the new precision

@@ -382,8 +382,10 @@ class EfficientNetLiteEmbedder(Embedder):
             if len(inputs) < MIN_CALIBRATION_PHOTOS:
                 raise InvalidInput(f"int8 calibration needs at least {MIN_CALIBRATION_PHOTOS} readable photos, "
                                    f"got {len(inputs)}")
-            shapes = {a.shape: [b for b in inputs if b.shape == a.shape] for a in inputs}
-            batches = [np.stack(same[i : i + 16]) for same in shapes.values() for i in range(0, len(same), 16)]
+            by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
+            for a in inputs:
+                by_shape.setdefault(a.shape, []).append(a)
+            batches = [np.stack(same[i : i + 16]) for same in by_shape.values() for i in range(0, len(same), 16)]
             quantize(self._onnx_path, batches, self._int8_path)
             run = _openvino(self._int8_path, self.threads, "f32")
             self._run, self.precision, self.calibration_needed = run, "int8", False
