@@ -26,6 +26,12 @@ query's type dropped, as --same colour --vary type does. The variant and mixing 
 chosen on the same validation part; the best one is then measured on H&M (its own heads, on
 colour_group_name) to show what it does to "same cut, other colours".
 
+Colour prototypes (what the library's steered search does, Adapter.steer / Adapter.read): the
+query's colour part moved a share (PULLS) of the way towards the unit mean of the training
+half's colour vectors of its colour, the colour being the query item's label (a catalogue item)
+or its nearest prototype (a photo query); the share is chosen on the validation part, and a
+photo query's colour as read by the prototypes replaces the nearest item's on H&M.
+
     python bench/steer.py [--threads 2]
 """
 
@@ -50,12 +56,14 @@ from common import RESULTS, write_json  # noqa: E402
 from stylesense.datasets import hm_articles, kaggle_fashion  # noqa: E402
 from stylesense.evaluation.retrieval import adapt_split  # noqa: E402
 from stylesense.vision import colour  # noqa: E402
-from stylesense.vision.adapter import STEER_PUSH, Adapter, Part, normalize, steerable_parts  # noqa: E402
+from stylesense.vision.adapter import (  # noqa: E402
+    PROTOTYPE_PULL, STEER_PUSH, Adapter, Part, normalize, steerable_parts)
 from stylesense.vision.images import load_image  # noqa: E402
 
 K = 10
 PUSHES = (0.0, 0.25, 0.5, 1.0)
 MIXES = (0.25, 0.5, 0.75)  # the descriptor's share of the cosine in the (c) variants
+PULLS = (0.0, 0.25, 0.5, 0.75, 1.0)  # how far the query's colour part moves to its colour's prototype
 TIMED_PHOTOS = 300  # photos per set whose decoding and descriptor are timed
 # name -> (shape label columns, colour column, task)
 SETUPS = {
@@ -156,6 +164,11 @@ def run(threads: int, emb) -> dict:
             steered = adapter.steer(vectors, steer_of(name, p))
             rows[f"steered, push {p}"] = score(name, vectors, test_meta, steered)
             rows[f"steered, push {p}, varied value dropped"] = score(name, vectors, test_meta, steered, vary=True)
+        # what the library searches: the colour part, where weighed, pulled towards the prototype of
+        # the query item's colour (Adapter.steer; "same cut" does not weigh it, so nothing changes there)
+        own = {"colour": test_meta[SETUPS[name][1]].to_numpy(str)}
+        rows["library: steered, colour pulled to its prototype, varied value dropped"] = score(
+            name, vectors, test_meta, adapter.steer(vectors, steer_of(name, STEER_PUSH), own), vary=True)
         for label, value in rows.items():
             print(f"{name:7s} {task:26s} {label:48s} {value:.3f}", flush=True)
         print(f"{name:7s} push chosen on validation: {chosen} (vision.adapter.STEER_PUSH {STEER_PUSH}); "
@@ -163,7 +176,7 @@ def run(threads: int, emb) -> dict:
         out[name] = {"task": task, "metric": "R@10 of other-colour variants" if name == "hm" else
                      "share of top 10 with the same baseColour and another articleType",
                      "test_items": int(test_mask.sum()), "results": rows,
-                     "library": rows[f"steered, push {STEER_PUSH}, varied value dropped"],
+                     "library": rows["library: steered, colour pulled to its prototype, varied value dropped"],
                      "validation": validation, "push_chosen_on_validation": chosen, "default_push": STEER_PUSH,
                      "parts": adapter.info["parts"], "train_seconds": adapter.info["train_seconds"]}
         train_idx = np.flatnonzero(train_mask)
@@ -286,6 +299,7 @@ def colour_vectors(study: Study, base: str | None, weight: float, side: str, thr
             made[base, side] = part(adapter, adapter.transform(study.feats[rows]), "colour")
         else:
             head = study.head(base, "fit" if side == "val" else "train", threads)
+            made["head", base, side] = head
             made[base, side] = head.transform(study.inputs(base)[rows])
     return blend((made[base, side], 1 - weight), (desc, weight))
 
@@ -316,9 +330,10 @@ def colour_study(studied: dict[str, Study], threads: int, image_size: int) -> di
         print(f"kaggle  same colour, other types (type dropped) {label:62s} validation {validation[label]:.3f}  "
               f"test {test[label]:.3f}  colour read right {reads[label]:.3f}"
               f"{'  <- best on validation' if label == best else ''}", flush=True)
+    pulls = pull_rows(kaggle, made)
     out = {"kaggle": {"metric": "share of top 10 with the same baseColour and another articleType, type dropped",
                       "validation": validation, "test": test, "colour_read_right": reads,
-                      "best_on_validation": best,
+                      "best_on_validation": best, "prototype_pull": pulls,
                       "speed": descriptor_speed("kaggle", kaggle.ids, image_size)},
            "descriptor": {"dim": colour.DIM, "version": colour.VERSION, "size": colour.SIZE, "bins": colour.BINS,
                           "bands": colour.BANDS, "background_delta_e": colour.BACKGROUND_DELTA_E,
@@ -329,6 +344,32 @@ def colour_study(studied: dict[str, Study], threads: int, image_size: int) -> di
     for name, rows in out.items():
         if "speed" in rows:
             print(f"{name:7s} colour descriptor speed (1 thread): {rows['speed']}")
+    return out
+
+
+def pull_rows(study: Study, made: dict) -> dict:
+    """Kaggle "same colour, other types" with the head on [descriptor, CNN], its queries pulled
+    towards their colour's prototype at each of PULLS, the colour from the query's label or read
+    by the prototypes; validation and test. Prints the rows and returns them for the JSON."""
+    out: dict = {"validation": {}, "test": {}, "colour_read_right_by_prototypes": {}}
+    for side in ("val", "test"):
+        head, vectors = made["head", "both", side], made["both", side]
+        meta = study.meta.iloc[study.rows[side]]
+        labels = meta["baseColour"].to_numpy(str)
+        read = head.read(vectors, "colour")
+        out["colour_read_right_by_prototypes"][side] = float(np.mean(np.array(read) == labels))
+        for pull in PULLS:
+            for source, values in (("label", labels), ("read", read)):
+                queries = head.steer(vectors, {"colour": 1.0}, {"colour": values}, pull=pull)
+                out["validation" if side == "val" else "test"][f"pull {pull}, colour from {source}"] = \
+                    score("kaggle", vectors, meta, queries, vary=True)
+    best = max(PULLS, key=lambda p: (out["validation"][f"pull {p}, colour from label"], -p))
+    out["pull_chosen_on_validation"], out["library_pull"] = best, PROTOTYPE_PULL
+    for label, value in out["test"].items():
+        print(f"kaggle  same colour, other types, head on [descriptor, CNN], {label:32s} validation "
+              f"{out['validation'][label]:.3f}  test {value:.3f}", flush=True)
+    print(f"kaggle  colour read right by the prototypes: {out['colour_read_right_by_prototypes']}; pull chosen on "
+          f"validation {best} (vision.adapter.PROTOTYPE_PULL {PROTOTYPE_PULL})")
     return out
 
 
@@ -344,8 +385,11 @@ def hm_rows(study: Study, base: str | None, weight: float, threads: int) -> dict
     vectors = adapter.transform(study.feats[rows])
     shape = part(adapter, vectors, "shape")
     variant = variant_name(base, weight)
+    made: dict = {}
     colours = {BASES["steerable"]: part(adapter, vectors, "colour"),
-               variant: colour_vectors(study, base, weight, "test", threads, {})}
+               variant: colour_vectors(study, base, weight, "test", threads, made)}
+    # what Adapter.steer and Adapter.read work on: (the adapter, its vectors) of each colour part
+    steerers = {BASES["steerable"]: (adapter, vectors), variant: (made.get(("head", base, "test")), made.get((base, "test")))}
     weights = {p["name"]: p["weight"] for p in adapter.info["parts"]}
     labels = meta["colour_group_name"].to_numpy(str)
     product, kind = meta["product_code"].to_numpy(str), meta["product_type_name"].to_numpy(str)
@@ -355,7 +399,17 @@ def hm_rows(study: Study, base: str | None, weight: float, threads: int) -> dict
     for name, colour_part in colours.items():
         read = colour_read(colour_part, labels)
         full = blend((shape, weights["shape"]), (colour_part, weights["colour"]))
-        found = {
+        found = {}
+        owner, owned = steerers[name]
+        if owner is not None and owner.prototypes("colour") is not None:
+            by_proto = np.array(owner.read(owned, "colour"))
+            found["same cut, other colours, query's colour read by the prototypes (photo query, library)"] = \
+                other_colour_recall(top_k(shape, shape, K, by_proto[:, None] == labels[None, :]), product, labels)
+            found["share of queries whose colour the prototypes read right"] = float(np.mean(by_proto == labels))
+            pulled = owner.steer(owned, {"colour": 1.0}, {"colour": labels})
+            found[f"same colour_group_name, other product type, pulled at {PROTOTYPE_PULL} (type dropped, library)"] = \
+                same_colour_other_type(top_k(pulled, owned, K, own_type), labels, kind)
+        found |= {
             "same cut, other colours (library: query's colour from its label)":
                 other_colour_recall(top_k(shape, shape, K, own_colour), product, labels),
             "same cut, other colours, query's colour read by the colour part (photo query)":

@@ -133,6 +133,30 @@ def test_same_colour_other_types(shapes):
         assert sum(c == colour and s != shape for s, c in found) >= 7, (item, found)
 
 
+def test_same_colour_pulls_the_query_to_its_colour_s_prototype_and_reads_a_photo_s_colour_by_them(shapes):
+    ss = shapes["steered"]
+    adapter = ss.adapter
+    assert adapter.prototypes("colour")[0] == sorted(COLOURS)
+    # an item query: scored by its colour part moved towards the prototype of its label's colour
+    index = ss.index()
+    item = ss.store.items(["square-2-blue"])[0]
+    _, query = index.lookup(np.array([item.pk], dtype=np.int64))
+    hits = ss.search(item="square-2-blue", k=5, steer=Steer({"colour": 1.0}))
+    stored = {h.item_id: index.lookup(np.array([ss.store.items([h.item_id])[0].pk], dtype=np.int64))[1][0]
+              for h in hits}
+    pulled = adapter.steer(query, {"colour": 1.0}, {"colour": ["blue"]})[0]
+    assert [h.score for h in hits] == pytest.approx([float(pulled @ stored[h.item_id]) for h in hits], abs=1e-4)
+    assert any(abs(h.score - float(adapter.steer(query, {"colour": 1.0})[0] @ stored[h.item_id])) > 1e-3 for h in hits)
+    # a photo query in an off shade: its colour is its nearest prototype's, and "same colour,
+    # other types" finds that colour on the other shapes
+    path = ss.home.root / "dark-red-circle.jpg"
+    draw("circle", (160, 30, 45), random.Random(5)).save(path, format="JPEG")
+    photo = ss.to_vectors(ss.embedder.embed_batch([Image.open(path).convert("RGB")]))
+    assert adapter.read(photo, "colour") == ["red"]
+    found = attrs_of(ss.search(path, k=8, steer=steering("colour", "type")))
+    assert sum(c == "red" and s != "circle" for s, c in found) >= 7, found
+
+
 def test_a_free_mix_and_filters_inside_a_steered_search(shapes):
     ss = shapes["steered"]
     only_green = Filters.parse(["colour=green"], None, None, None)

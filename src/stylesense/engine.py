@@ -787,23 +787,37 @@ class StyleSense:
     def _steered(self, index: VectorIndex, query: np.ndarray, steer: Steer, attrs: Mapping[str, Any] | None
                  ) -> tuple[np.ndarray, tuple[str, str] | None]:
         """The steered query, and (column, value) that results must not share when the search
-        varies a part: the query item's value, or for a photo that of its nearest item by that
-        part alone (the photo's colour is the colour of the item it looks most like in colour)."""
+        varies a part. The query's value of a part's column is the query item's; for a photo,
+        the part's nearest prototype (vision.adapter.Adapter.read), or with an adapter that keeps
+        none, the value of the photo's nearest item by that part alone. A weighed part with
+        prototypes is pulled towards the query's value's (Adapter.steer)."""
         adapter = self.adapter
         if adapter is None or not adapter.steerable:
             raise InvalidInput("this home's search vectors have no shape and colour parts to steer: train an adapter "
                                "with `stylesense adapt --label TYPE_COLUMN --colour COLOUR_COLUMN --out FILE` and "
                                "make a home with it (`stylesense --home NEW_HOME init --adapter FILE`)")
+
+        def value(part: str) -> str:
+            column = adapter.part_column(part)
+            if attrs is not None:
+                return _label(attrs.get(column))
+            read = adapter.read(query, part)
+            if read is not None:
+                return read[0]
+            with self._index_lock.reading():
+                _, ids = index.search(adapter.steer(query, {part: 1.0}).astype(np.float32), 1)
+            nearest = self.store.items_by_pk([int(ids[0][0])]).get(int(ids[0][0]))
+            return _label(nearest.attrs.get(column)) if nearest is not None else ""
+
+        values = {part: value(part) for part, w in steer.weights.items()
+                  if w and adapter.prototypes(part) is not None}
         varied = None
         if steer.vary:
-            column = adapter.part_column(steer.vary)
-            if attrs is None:
-                with self._index_lock.reading():
-                    _, ids = index.search(adapter.steer(query, {steer.vary: 1.0}).astype(np.float32), 1)
-                attrs = self.store.items_by_pk([int(ids[0][0])]).get(int(ids[0][0]))
-                attrs = attrs.attrs if attrs is not None else {}
-            varied = (column, _label(attrs.get(column)))
-        return (adapter.steer(query, steer.weights) if steer.weights else query), varied
+            if steer.vary not in values:
+                values[steer.vary] = value(steer.vary)
+            varied = (adapter.part_column(steer.vary), values[steer.vary])
+        pulled = {part: [v] for part, v in values.items()}
+        return (adapter.steer(query, steer.weights, pulled) if steer.weights else query), varied
 
     def _short_checked(self, hits: list[Hit], k: int, filters: Filters | None) -> list[Hit]:
         """``hits``, unless a filtered search found fewer than ``k`` because a filter names a

@@ -247,6 +247,16 @@ STEER_PUSH = 0.0
 share the query's value: 0, chosen on validation data (bench/steer.py: any push lowered the
 recall of a product's other colour variants; the exclusion is what works)."""
 
+PROTOTYPED = "colour"
+"""The part that keeps a prototype per value of its label column (``colour.prototypes``): the
+unit mean of the training items' vectors of that value."""
+PROTOTYPE_PULL = 0.75
+"""How far a steered query's colour part moves from its own vector to its colour's prototype
+(0 = not at all, 1 = the prototype alone). A photo's own colour vector is one shade under one
+light, beside a model's other clothes; the prototype is what the catalogue calls that colour, so
+"things in this colour" finds that colour rather than that photo. Chosen on a validation part of
+the training half (bench/steer.py)."""
+
 
 @dataclass(frozen=True)
 class Steer:
@@ -315,7 +325,9 @@ class Adapter:
         parts = info["parts"]
         heads = [p["name"] for p in parts if p["name"] != RAW]
         projected = "raw.proj" in weights and any(p["name"] == RAW for p in parts)  # else it is a stray array
-        expected_keys = {"mean", *(f"{h}.{k}" for h in heads for k in _HEAD), *(["raw.proj"] if projected else [])}
+        prototyped = [p["name"] for p in parts if p.get("prototypes")]
+        expected_keys = {"mean", *(f"{h}.{k}" for h in heads for k in _HEAD), *(["raw.proj"] if projected else []),
+                         *(f"{h}.prototypes" for h in prototyped)}
         if set(weights) != expected_keys:
             raise InvalidInput(f"adapter weights {sorted(weights)} do not match its parts {heads}")
         self.weights = {k: np.ascontiguousarray(weights[k], dtype=np.float32) for k in sorted(expected_keys)}
@@ -336,6 +348,9 @@ class Adapter:
             w = {k: self.weights[f"{p['name']}.{k}"] for k in _HEAD}
             h, o = w["w1"].shape[1], p["dim"]
             expected = {"w1": (d, h), "b1": (h,), "w2": (h, o), "b2": (o,), "skip": (d, o)}
+            if p.get("prototypes"):
+                expected["prototypes"] = (len(p["prototypes"]), o)
+                w["prototypes"] = self.weights[f"{p['name']}.prototypes"]
             if any(w[k].shape != shape for k, shape in expected.items()):
                 raise InvalidInput("inconsistent adapter weight shapes")
         if not parts or any(float(p["weight"]) <= 0 for p in parts):
@@ -418,12 +433,34 @@ class Adapter:
                           "weight": raw_weight})
         return Adapter(weights, {**self.info, "parts": parts, "raw_weight": raw_weight})
 
-    def steer(self, vectors: np.ndarray, weights: Mapping[str, float]) -> np.ndarray:
+    def prototypes(self, part: str) -> tuple[list[str], np.ndarray] | None:
+        """(values, unit prototype per value) of a part's label column, or None where the part
+        keeps none (other parts; adapters made before prototypes were kept)."""
+        found = [p for p in self.info["parts"] if p["name"] == STEER_ALIASES.get(part, part) and p.get("prototypes")]
+        if not found:
+            return None
+        return list(found[0]["prototypes"]), self.weights[f"{found[0]['name']}.prototypes"]
+
+    def read(self, vectors: np.ndarray, part: str) -> list[str] | None:
+        """Each vector's value of the part's label column as the part sees it: its nearest
+        prototype (a photo query's colour). None where the part keeps no prototypes."""
+        kept = self.prototypes(part)
+        if kept is None:
+            return None
+        values, protos = kept
+        cols = self.layout()[STEER_ALIASES.get(part, part)][0]
+        return [values[i] for i in np.argmax(np.asarray(vectors, dtype=np.float32)[:, cols] @ protos.T, axis=1)]
+
+    def steer(self, vectors: np.ndarray, weights: Mapping[str, float],
+              values: Mapping[str, Sequence[str]] | None = None, pull: float = PROTOTYPE_PULL) -> np.ndarray:
         """Queries that score sum(weights[part] * cosine of that part) against stored vectors.
 
         A stored vector's part is sqrt(w) * unit, so scaling the query's part by weight / w turns
         the plain inner product into that sum: the same index serves steered search. Parts not
-        named weigh 0; a negative weight pushes that similarity down ("other colours")."""
+        named weigh 0; a negative weight pushes that similarity down ("other colours").
+        ``values``: each query's value of a part's label column; a weighed part that keeps a
+        prototype of that value is first moved ``pull`` of the way towards it
+        (:data:`PROTOTYPE_PULL`; an unknown value leaves the row as it is)."""
         layout = self.layout()
         weights = {STEER_ALIASES.get(k, k): float(v) for k, v in weights.items()}
         unknown = set(weights) - set(layout)
@@ -431,9 +468,21 @@ class Adapter:
             raise InvalidInput(f"no part {sorted(unknown)} in this adapter (parts: {', '.join(layout)})")
         if not any(weights.values()):
             raise InvalidInput("steering needs at least one non-zero weight")
-        out = np.zeros_like(np.asarray(vectors, dtype=np.float32))
+        values = {STEER_ALIASES.get(k, k): v for k, v in (values or {}).items()}
+        vectors = np.asarray(vectors, dtype=np.float32)
+        out = np.zeros_like(vectors)
         for name, (cols, w) in layout.items():
-            out[:, cols] = vectors[:, cols] * np.float32(weights.get(name, 0.0) / w)
+            block = vectors[:, cols]
+            kept = self.prototypes(name)
+            if weights.get(name) and kept is not None and name in values:
+                index = {v: i for i, v in enumerate(kept[0])}
+                rows = [(r, index[v]) for r, v in enumerate(values[name]) if v in index]
+                if rows:
+                    at, which = map(list, zip(*rows, strict=True))
+                    block = block.copy()
+                    block[at] = np.float32(np.sqrt(w)) * normalize(
+                        (1 - pull) * normalize(block[at]) + pull * kept[1][which])
+            out[:, cols] = block * np.float32(weights.get(name, 0.0) / w)
         return out
 
     # -- training ---------------------------------------------------------------------------
@@ -550,8 +599,25 @@ class Adapter:
             "final_loss": round(history[-1], 4),
             "train_seconds": round(time.perf_counter() - start, 2),
         }
-        adapter = cls(weights, info)
+        names = list(label_names) if label_names is not None else [f"label{i}" for i in range(len(labels))]
+        adapter = cls(weights, info)._with_prototypes(features, dict(zip(names, labels, strict=True)))
         return adapter.mixed(raw_weight, raw_directions(features, colour_dim)) if raw_weight else adapter
+
+    def _with_prototypes(self, features: np.ndarray, labels: Mapping[str, np.ndarray]) -> Adapter:
+        """This adapter keeping, for its :data:`PROTOTYPED` part, the unit mean of the training
+        items' part vectors for each value of the part's label column."""
+        found = [p for p in self.info["parts"] if p["name"] == PROTOTYPED]
+        column = next((c for c in found[0]["labels"] if c != "groups"), None) if found else None
+        if column not in labels:  # the column part_column names
+            return self
+        values = np.array(["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in labels[column]])
+        block = normalize(self.transform(features)[:, self.layout()[PROTOTYPED][0]])
+        names = sorted(set(values) - {""})
+        if not names:
+            return self
+        protos = normalize(np.stack([block[values == v].mean(axis=0) for v in names]))
+        parts = [{**p, "prototypes": names} if p["name"] == PROTOTYPED else p for p in self.info["parts"]]
+        return Adapter({**self.weights, f"{PROTOTYPED}.prototypes": protos}, {**self.info, "parts": parts})
 
     # -- persistence ------------------------------------------------------------------------
 
