@@ -1,10 +1,12 @@
-"""int8 inference: the exported model quantised with calibration photos (vision.quantize), run by
-OpenVINO. The real embedder on drawn product photos: its features agree with fp32's and find
-the same neighbours; a home set to int8 calibrates on its first import (or at once, when the
-setting changes on a filled home) and keeps the quantised model; bad input is refused."""
+"""int8 inference: the exported model quantised with calibration photos (vision.quantize). The
+real embedder on drawn product photos: its features agree with fp32's and find the same
+neighbours; a home set to int8 calibrates on its first import (or at once, when the setting
+changes on a filled home) and keeps the quantised model, run by whichever of OpenVINO and
+onnxruntime is faster on this CPU; bad input is refused."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from conftest import write_catalog
 from stylesense.cli import app
 from stylesense.engine import StyleSense
 from stylesense.errors import InvalidInput
-from stylesense.vision.embedder import EfficientNetLiteEmbedder
+from stylesense.vision.embedder import EfficientNetLiteEmbedder, cpu_features
 from stylesense.vision.quantize import MIN_CALIBRATION_PHOTOS
 
 N_PER_CLASS = 5  # 4 classes: 20 photos, above MIN_CALIBRATION_PHOTOS
@@ -141,3 +143,27 @@ def test_setting_int8_on_a_filled_home_calibrates_at_once(shop, models, tmp_path
     bad = CliRunner().invoke(app, ["--home", str(root), "config", "precision=int4"])
     assert bad.exit_code != 0 and "precision must be one of" in bad.output
     assert ss.config.precision == "int8"
+
+
+def test_the_faster_int8_runtime_is_timed_once_per_cpu_and_both_agree(shop, models):
+    files = photos(shop)[:8]
+    emb = EfficientNetLiteEmbedder(cache_dir=models, threads=1, precision="int8")
+    emb.calibrate(photos(shop))
+    (record,) = models.glob("*-int8.json")
+    kept = json.loads(record.read_text())
+    assert kept["cpu"] == cpu_features() and set(kept["img_per_s"]) == {"openvino", "onnxruntime"}
+    assert kept["runtime"] == emb.runtime == max(kept["img_per_s"], key=kept["img_per_s"].get)
+    assert min(kept["img_per_s"].values()) > 0
+    first, _ = emb.embed_files(files)
+    # the kept choice is obeyed without timing again: told the other runtime, a new embedder runs it
+    other = ({"openvino", "onnxruntime"} - {kept["runtime"]}).pop()
+    record.write_text(json.dumps({**kept, "runtime": other}))
+    switched = EfficientNetLiteEmbedder(cache_dir=models, threads=1, precision="int8")
+    assert (switched.runtime, switched.precision) == (other, "int8")
+    assert ((unit(switched.embed_files(files)[0]) * unit(first)).sum(axis=1) > 0.99).all()
+    # a record of another CPU, or one that is not JSON, is timed again and rewritten for this one
+    for stale in (json.dumps({**kept, "cpu": {"model": "another CPU", "flags": ["avx2"]}}), "{not json"):
+        record.write_text(stale)
+        again = EfficientNetLiteEmbedder(cache_dir=models, threads=1, precision="int8")
+        assert again.precision == "int8" and again.runtime in ("openvino", "onnxruntime")
+        assert json.loads(record.read_text())["cpu"] == cpu_features()

@@ -23,14 +23,17 @@ batch is inferred.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import platform
 import tempfile
 import threading
+import time
 import warnings
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from PIL import Image
 
+from stylesense.atomic import atomic_write
 from stylesense.errors import InvalidInput
 from stylesense.vision.colour import DIM as COLOUR_DIM, colour_descriptor
 from stylesense.vision.images import ImageError, letterbox, load_image
@@ -259,6 +263,7 @@ class EfficientNetLiteEmbedder(Embedder):
         self._net: Any = None
         self.backend = backend
         self.precision = "fp32"
+        self.runtime = "torch"  # what runs the model: "onnxruntime", "openvino" or "torch"
         self.calibration_needed = False
         self._calibrating = threading.Lock()
         if backend == "onnx":
@@ -345,7 +350,7 @@ class EfficientNetLiteEmbedder(Embedder):
         if precision == "int8":
             if self._int8_path.exists():
                 try:
-                    run = _openvino(self._int8_path, self.threads, "f32")  # f32: OpenVINO keeps the int8 ops int8
+                    run = self._int8_runner()
                     self.precision = "int8"
                     return run
                 except Exception as exc:  # noqa: BLE001 - a damaged file: calibrate again
@@ -359,10 +364,48 @@ class EfficientNetLiteEmbedder(Embedder):
                 log.warning("bfloat16 inference unavailable (%s: %s); using fp32", type(exc).__name__, exc)
                 run = None
             if run is not None:
-                self.precision = "bf16"
+                self.precision, self.runtime = "bf16", "openvino"
                 return run
+        self.runtime = "onnxruntime"
+        return self._ort_runner(path)
+
+    def _ort_runner(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
         session = self._ort_session(path)
         return lambda batch: session.run(None, {"images": batch})[0].astype(np.float32, copy=False)
+
+    def _int8_runner(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The int8 model run by the faster of OpenVINO and onnxruntime on this CPU. Which one
+        that is depends on the CPU's int8 instructions (VNNI or not: their kernels differ, and
+        one CPU cannot show what the other does; docs/vision.md), so both are timed on one
+        batch and the choice is kept beside the model (``...-int8.json``) for this CPU; a home
+        moved to another CPU times them again."""
+        record = self._int8_path.with_suffix(".json")
+        cpu = cpu_features()
+        try:
+            kept = json.loads(record.read_text())
+        except (OSError, ValueError):
+            kept = {}
+        makers = {"openvino": lambda: _openvino(self._int8_path, self.threads, "f32"),  # f32: int8 ops stay int8
+                  "onnxruntime": lambda: self._ort_runner(self._int8_path)}
+        if isinstance(kept, dict) and kept.get("cpu") == cpu and kept.get("runtime") in makers:
+            run = makers[kept["runtime"]]()
+            self.runtime = kept["runtime"]
+            return run
+        runs: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+        for name, make in makers.items():
+            try:
+                runs[name] = make()
+            except Exception as exc:  # noqa: BLE001 - the other runtime may still run it
+                log.warning("%s cannot run the int8 model (%s: %s)", name, type(exc).__name__, exc)
+        if not runs:
+            raise RuntimeError("neither OpenVINO nor onnxruntime can run the int8 model")
+        rates = _rates(runs, np.random.default_rng(0).integers(
+            0, 256, (16, self.image_size, self.image_size, 3), dtype=np.uint8))
+        best = max(rates, key=rates.__getitem__)
+        text = json.dumps({"cpu": cpu, "runtime": best, "img_per_s": rates}, indent=1)
+        atomic_write(record, lambda f: f.write(text.encode()))
+        self.runtime = best
+        return runs[best]
 
     def calibrate(self, paths: Sequence[Path], *, seed: int = 0) -> None:
         """Quantise the model to int8 with the activation ranges of (a seeded sample of
@@ -387,7 +430,8 @@ class EfficientNetLiteEmbedder(Embedder):
                 by_shape.setdefault(a.shape, []).append(a)
             batches = [np.stack(same[i : i + 16]) for same in by_shape.values() for i in range(0, len(same), 16)]
             quantize(self._onnx_path, batches, self._int8_path)
-            run = _openvino(self._int8_path, self.threads, "f32")
+            self._int8_path.with_suffix(".json").unlink(missing_ok=True)  # a new model: time it anew
+            run = self._int8_runner()
             self._run, self.precision, self.calibration_needed = run, "int8", False
 
     def _ort_session(self, path: Path) -> Any:
@@ -402,6 +446,42 @@ class EfficientNetLiteEmbedder(Embedder):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _rates(runs: Mapping[str, Callable[[np.ndarray], np.ndarray]], batch: np.ndarray, rounds: int = 3
+           ) -> dict[str, float]:
+    """Images per second of each runner on ``batch``: one warm-up call each, then the best of
+    ``rounds`` calls taken in turns, so that all see the same load from other jobs."""
+    for run in runs.values():
+        run(batch)
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run(batch)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: round(len(batch) / seconds, 1) for name, seconds in best.items()}
+
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+"""The CPU flags that decide which inference path is fastest."""
+
+
+def cpu_features() -> dict[str, Any]:
+    """The CPU's model name and which of :data:`CPU_FLAGS` it has (Linux /proc/cpuinfo;
+    elsewhere the platform's processor name and no flags)."""
+    flags: set[str] = set()
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "flags":
+                flags = set(value.split())
+            elif key.strip() == "model name":
+                model = value.strip()
+    except OSError:
+        pass
+    return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags]}
 
 
 def _openvino_bf16(path: Path, threads: int | None, explicit: bool) -> Callable[[np.ndarray], np.ndarray] | None:
