@@ -59,14 +59,17 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Bring the database to :data:`HEAD`; returns (revision before, revision after). Safe to
     run from several processes at once (API workers starting together): on PostgreSQL they queue
     on an advisory lock inside the migration's transaction (DDL is transactional there, so a
-    failed upgrade leaves nothing half done); on SQLite on a lock file beside the database."""
-    before = current(engine)
-    if before == HEAD:
-        return before, HEAD
-    with _exclusive(engine), engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
-        _run(conn, "head")
+    failed upgrade leaves nothing half done); on SQLite on a lock file beside the database,
+    taken before the first connection too: that connection switches a new file to WAL, which
+    fails at once ("database is locked") while another opener's migration is writing."""
+    with _exclusive(engine):
+        before = current(engine)
+        if before == HEAD:
+            return before, HEAD
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
+            _run(conn, "head")
     return before, HEAD
 
 
