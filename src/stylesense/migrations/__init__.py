@@ -60,8 +60,8 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     run from several processes at once (API workers starting together): on PostgreSQL they queue
     on an advisory lock inside the migration's transaction (DDL is transactional there, so a
     failed upgrade leaves nothing half done); on SQLite on a lock file beside the database,
-    taken before the first connection too: that connection switches a new file to WAL, which
-    fails at once ("database is locked") while another opener's migration is writing."""
+    taken before the first connection too, since that connection switches a new file to WAL
+    while another opener's migration may be writing (one CI run saw "database is locked" there)."""
     with _exclusive(engine):
         before = current(engine)
         if before == HEAD:
